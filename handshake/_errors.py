@@ -1,0 +1,41 @@
+"""Errors: each carries the TLS alert that was (or would be) sent for it."""
+
+from __future__ import annotations
+
+from ._constants import AlertDescription
+
+__all__ = ["ProtocolError", "LocalProtocolError", "RemoteProtocolError", "CertificateError"]
+
+
+class ProtocolError(Exception):
+    """Base class. ``alert`` is the description of the fatal alert queued for the peer.
+
+    When a connection raises one of these, the alert is already in
+    ``data_to_send()`` and the connection is failed: every later call raises.
+    """
+
+    def __init__(self, message: str, alert: AlertDescription = AlertDescription.internal_error):
+        super().__init__(message)
+        self.alert = alert
+
+    def __str__(self) -> str:
+        return f"{self.args[0]} (alert: {self.alert.name})"
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to do something the protocol or the API does not allow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow, or sent a fatal alert."""
+
+
+class CertificateError(RemoteProtocolError):
+    """The server's certificate chain failed verification (client side).
+
+    ``reason`` is one of ``"untrusted"``, ``"expired"``, ``"hostname"``, ``"invalid"``.
+    """
+
+    def __init__(self, message: str, reason: str, alert: AlertDescription):
+        super().__init__(message, alert)
+        self.reason = reason
