@@ -77,7 +77,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _filters(args: argparse.Namespace) -> "object":
+def _filters(args: argparse.Namespace) -> object:
     from proxy.logview import Filter
     try:
         return Filter.from_options(host=args.host, method=args.method, status=args.status,
@@ -119,4 +119,4 @@ def _stats(args: argparse.Namespace) -> int:
     from proxy import logstats, logview
     flt = _filters(args)
     assert isinstance(flt, logview.Filter)
-    return logstats.run(args.file, flt, as_json=args.json)
+    return int(logstats.run(args.file, flt, as_json=args.json))
