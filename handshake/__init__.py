@@ -15,9 +15,10 @@ On a fatal error the alert is queued in ``data_to_send()`` first, then a
 """
 
 from ._config import ClientConfig, KeyLogSink, ServerConfig
-from ._connection import ClientConnection, ServerConnection
+from ._client import ClientConnection
 from ._constants import AlertDescription, AlertLevel, CipherSuite
 from ._errors import CertificateError, LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._server import ServerConnection
 from ._events import (
     AlertReceived,
     ApplicationData,

@@ -56,6 +56,7 @@ class ServerConfig:
     alpn_protocols: Sequence[str] = ("http/1.1",)
     keylog: KeyLogSink | None = None
     _chain_der: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    _leaf_summary: tuple[str, str, int, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.certificate_chain:
@@ -66,6 +67,8 @@ class ServerConfig:
                                  MIN_RSA_BITS, MAX_RSA_BITS)
         object.__setattr__(self, "_chain_der",
                            tuple(_crypto.certificate_der(c) for c in self.certificate_chain))
+        object.__setattr__(self, "_leaf_summary",
+                           _crypto.certificate_summary(self.certificate_chain[0]))
 
     @classmethod
     def from_pem_files(cls, chain_path: str | os.PathLike[str], key_path: str | os.PathLike[str],

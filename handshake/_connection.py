@@ -1,52 +1,340 @@
-"""ServerConnection and ClientConnection: the public sans-IO connection objects.
+"""What both sides share: record dispatch, handshake framing, alerts, data, close, errors.
 
-(Skeleton: the implementation lands in the next commit; the signatures are final.)
+``ServerConnection`` (``_server.py``) and ``ClientConnection`` (``_client.py``)
+add only their half of the handshake. Every failure goes through ``_fail``:
+the fatal alert is queued first, then the error is raised, and the
+connection stays failed (STYLE.md: h2's way of closing on error).
 """
 
 from __future__ import annotations
 
-from ._config import ClientConfig, ServerConfig
-from ._events import Event, HandshakeComplete
+import hashlib
+import hmac
 
-__all__ = ["ServerConnection", "ClientConnection"]
+from ._constants import (
+    MAX_HANDSHAKE_MESSAGE,
+    TLS12,
+    AlertDescription,
+    AlertLevel,
+    CipherSuite,
+    ContentType,
+    HandshakeType,
+)
+from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._events import (
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    Event,
+    HandshakeComplete,
+)
+from ._keyschedule import TrafficKeys, compute_verify_data, keylog_line
+from ._record import RecordCipher, RecordLayer
+from ._config import KeyLogSink
+from ._state import CHANGE_CIPHER_SPEC, Role, State, next_state
+
+__all__ = ["Connection"]
+
+_KNOWN_HANDSHAKE_TYPES = frozenset(int(t) for t in HandshakeType)
+_CCS_PAYLOAD = b"\x01"
+_FINISHED_LABEL = {Role.CLIENT: b"client finished", Role.SERVER: b"server finished"}
 
 
-class _Connection:
+class Connection:
+    """The common half of a TLS 1.2 endpoint; use ServerConnection or ClientConnection."""
+
+    role: Role
+
+    def __init__(self, keylog: KeyLogSink | None) -> None:
+        self._records = RecordLayer()
+        self._out = bytearray()
+        self._state = State.AWAIT_CLIENT_HELLO
+        self._handshake_buf = bytearray()
+        self._transcript = bytearray()
+        self._keylog = keylog
+        self._suite: CipherSuite | None = None
+        self._client_random = b""
+        self._server_random = b""
+        self._master_secret = b""
+        self._pending_read: RecordCipher | None = None
+        self._pending_write: RecordCipher | None = None
+        self._session: HandshakeComplete | None = None
+        self._sent_close = False
+        self._read_closed = False
+        self._error: ProtocolError | None = None
+
+    # --- public API ------------------------------------------------------------
+
     def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the peer (``b""`` = EOF); return the events they complete."""
-        raise NotImplementedError
+        """Feed bytes from the peer (``b""`` = EOF); return the events they complete.
+
+        Raises ``ProtocolError`` (with the fatal alert already queued) when the
+        peer broke the protocol.
+        """
+        self._check_not_failed()
+        events: list[Event] = []
+        if self._read_closed:
+            return events
+        if not data:
+            # EOF without close_notify: a truncation attack or a crash; the
+            # caller must not take partial data as complete (RFC 5246 §7.2.1).
+            self._read_closed = True
+            if self._state not in (State.FAILED,):
+                self._state = State.CLOSED if self._state is State.ESTABLISHED else self._state
+            events.append(ConnectionClosed(clean=False))
+            return events
+        self._records.feed(data)
+        try:
+            while not self._read_closed:
+                record = self._records.next_record()
+                if record is None:
+                    break
+                self._handle_record(record[0], record[1], events)
+        except ProtocolError as exc:
+            self._fail(exc)
+            raise
+        return events
 
     def data_to_send(self) -> bytes:
         """Take the bytes queued for the peer (may be empty)."""
-        raise NotImplementedError
+        out = bytes(self._out)
+        self._out.clear()
+        return out
 
     def send_application_data(self, data: bytes) -> None:
-        """Queue application data, split into records of at most 16 KiB."""
-        raise NotImplementedError
+        """Queue application data, split into protected records of at most 16 KiB."""
+        self._check_not_failed()
+        if self._state is not State.ESTABLISHED or self._records.write_cipher is None:
+            raise LocalProtocolError(f"cannot send application data in state '{self._state.value}'",
+                                     AlertDescription.internal_error)
+        if self._sent_close:
+            raise LocalProtocolError("cannot send application data after close()",
+                                     AlertDescription.internal_error)
+        self._records.seal(ContentType.application_data, data, self._out)
 
     def close(self) -> None:
-        """Queue close_notify; no more data may be sent after it."""
-        raise NotImplementedError
+        """Queue close_notify (once); nothing may be sent after it."""
+        if self._sent_close or self._error is not None:
+            return
+        self._sent_close = True
+        self._send_alert(AlertLevel.warning, AlertDescription.close_notify)
 
     @property
     def handshake_complete(self) -> bool:
-        raise NotImplementedError
+        return self._session is not None
 
     @property
     def session(self) -> HandshakeComplete | None:
         """The negotiated facts once the handshake completed, else None."""
-        raise NotImplementedError
+        return self._session
 
+    @property
+    def state(self) -> str:
+        """The handshake state's name, for logs and error messages."""
+        return self._state.value
 
-class ServerConnection(_Connection):
-    def __init__(self, config: ServerConfig) -> None:
-        self.config = config
+    # --- record dispatch ----------------------------------------------------------
 
+    def _handle_record(self, content_type: int, payload: bytes, events: list[Event]) -> None:
+        if content_type == ContentType.handshake:
+            if not payload:
+                raise RemoteProtocolError("empty handshake record", AlertDescription.unexpected_message)
+            self._handshake_buf += payload
+            self._drain_handshake_messages(events)
+            return
+        # RFC 5246 §6.2.1: a fragmented handshake message must not be
+        # interleaved with records of another type.
+        if self._handshake_buf:
+            raise RemoteProtocolError(
+                f"{ContentType(content_type).name} record inside a fragmented handshake message",
+                AlertDescription.unexpected_message)
+        if content_type == ContentType.application_data:
+            if self._state is not State.ESTABLISHED:
+                raise RemoteProtocolError(
+                    f"application data before the handshake completed (state '{self._state.value}')",
+                    AlertDescription.unexpected_message)
+            if payload:
+                events.append(ApplicationData(payload))
+        elif content_type == ContentType.alert:
+            self._handle_alert(payload, events)
+        else:
+            self._handle_change_cipher_spec(payload)
 
-class ClientConnection(_Connection):
-    def __init__(self, config: ClientConfig) -> None:
-        self.config = config
+    def _drain_handshake_messages(self, events: list[Event]) -> None:
+        buf = self._handshake_buf
+        while len(buf) >= 4:
+            msg_type = buf[0]
+            length = int.from_bytes(buf[1:4], "big")
+            if length > MAX_HANDSHAKE_MESSAGE:
+                raise RemoteProtocolError(f"handshake message of {length} bytes is too large",
+                                          AlertDescription.illegal_parameter)
+            if len(buf) < 4 + length:
+                return
+            raw = bytes(buf[:4 + length])
+            del buf[:4 + length]
+            if msg_type not in _KNOWN_HANDSHAKE_TYPES:
+                raise RemoteProtocolError(f"unknown handshake message type {msg_type}",
+                                          AlertDescription.unexpected_message)
+            self._handle_handshake_message(HandshakeType(msg_type), raw, events)
+            if self._read_closed:
+                return
 
-    def start_handshake(self) -> list[Event]:
-        """Queue the ClientHello; returns the ClientHello event."""
-        raise NotImplementedError
+    def _handle_handshake_message(self, msg_type: HandshakeType, raw: bytes,
+                                  events: list[Event]) -> None:
+        if self._state is State.ESTABLISHED:
+            self._refuse_renegotiation(msg_type)
+            return
+        if msg_type is HandshakeType.hello_request and self.role is Role.CLIENT:
+            # RFC 5246 §7.4.1.1: ignored while a handshake is under way.
+            return
+        peer = Role.SERVER if self.role is Role.CLIENT else Role.CLIENT
+        self._state = next_state(self._state, peer, msg_type, local_role=self.role)
+        body = raw[4:]
+        if msg_type is HandshakeType.finished:
+            # The peer's Finished covers the transcript *before* itself.
+            self._check_peer_finished(body)
+            self._transcript += raw
+        else:
+            self._transcript += raw
+        self._on_handshake_message(msg_type, body, events)
+
+    def _refuse_renegotiation(self, msg_type: HandshakeType) -> None:
+        renegotiation = (HandshakeType.client_hello if self.role is Role.SERVER
+                         else HandshakeType.hello_request)
+        if msg_type is not renegotiation:
+            raise RemoteProtocolError(f"{msg_type.name} after the handshake completed",
+                                      AlertDescription.unexpected_message)
+        # RFC 5246 §7.2.2 / RFC 5746 §4.4: decline with the (warning-level)
+        # no_renegotiation alert; the connection carries on with its keys.
+        self._send_alert(AlertLevel.warning, AlertDescription.no_renegotiation)
+
+    def _handle_change_cipher_spec(self, payload: bytes) -> None:
+        if payload != _CCS_PAYLOAD:
+            raise RemoteProtocolError("malformed ChangeCipherSpec", AlertDescription.decode_error)
+        peer = Role.SERVER if self.role is Role.CLIENT else Role.CLIENT
+        self._state = next_state(self._state, peer, CHANGE_CIPHER_SPEC, local_role=self.role)
+        if self._pending_read is None:
+            raise RemoteProtocolError("ChangeCipherSpec before keys were agreed",
+                                      AlertDescription.unexpected_message)
+        self._records.read_cipher, self._pending_read = self._pending_read, None
+
+    def _handle_alert(self, payload: bytes, events: list[Event]) -> None:
+        if len(payload) != 2:
+            raise RemoteProtocolError("malformed alert", AlertDescription.decode_error)
+        level_code, description_code = payload[0], payload[1]
+        try:
+            level = AlertLevel(level_code)
+        except ValueError:
+            raise RemoteProtocolError(f"alert with unknown level {level_code}",
+                                      AlertDescription.illegal_parameter) from None
+        description: AlertDescription | int
+        try:
+            description = AlertDescription(description_code)
+        except ValueError:
+            description = description_code
+        events.append(AlertReceived(level, description))
+        if description == AlertDescription.close_notify:
+            self._read_closed = True
+            self._state = State.CLOSED
+            # RFC 5246 §7.2.1: answer close_notify with our own.
+            self.close()
+            events.append(ConnectionClosed(clean=True))
+        elif level is AlertLevel.fatal:
+            self._read_closed = True
+            self._state = State.FAILED
+            self._error = RemoteProtocolError(f"peer sent fatal alert {getattr(description, 'name', description)}",
+                                              AlertDescription(description_code)
+                                              if isinstance(description, AlertDescription)
+                                              else AlertDescription.internal_error)
+            events.append(ConnectionClosed(clean=False))
+
+    # --- sending --------------------------------------------------------------------
+
+    def _send_handshake(self, msg_type: HandshakeType, raw: bytes, flight: bytearray) -> None:
+        """Advance the state for a message we send and add it to the transcript and flight."""
+        self._state = next_state(self._state, self.role, msg_type, local_role=self.role)
+        self._transcript += raw
+        flight += raw
+
+    def _flush_handshake(self, flight: bytearray) -> None:
+        if flight:
+            self._records.seal(ContentType.handshake, bytes(flight), self._out)
+            flight.clear()
+
+    def _send_change_cipher_spec(self) -> None:
+        self._state = next_state(self._state, self.role, CHANGE_CIPHER_SPEC, local_role=self.role)
+        self._records.seal(ContentType.change_cipher_spec, _CCS_PAYLOAD, self._out)
+        self._records.write_cipher, self._pending_write = self._pending_write, None
+
+    def _send_finished(self) -> bytes:
+        verify_data = self._verify_data(self.role)
+        flight = bytearray()
+        self._send_handshake(HandshakeType.finished,
+                             bytes((HandshakeType.finished, 0, 0, len(verify_data))) + verify_data,
+                             flight)
+        self._flush_handshake(flight)
+        return verify_data
+
+    def _send_alert(self, level: AlertLevel, description: AlertDescription) -> None:
+        self._records.seal(ContentType.alert, bytes((level, description)), self._out)
+
+    # --- keys and Finished -------------------------------------------------------------
+
+    def _transcript_hash(self) -> bytes:
+        assert self._suite is not None
+        return hashlib.new(self._suite.hash_name, self._transcript).digest()
+
+    def _verify_data(self, sender: Role) -> bytes:
+        assert self._suite is not None
+        return compute_verify_data(self._suite, self._master_secret, _FINISHED_LABEL[sender],
+                                   self._transcript_hash())
+
+    def _check_peer_finished(self, body: bytes) -> None:
+        peer = Role.SERVER if self.role is Role.CLIENT else Role.CLIENT
+        if len(body) != 12:
+            raise RemoteProtocolError("malformed Finished", AlertDescription.decode_error)
+        if not hmac.compare_digest(body, self._verify_data(peer)):
+            raise RemoteProtocolError(f"{peer.value} Finished does not match the transcript",
+                                      AlertDescription.decrypt_error)
+
+    def _install_keys(self, keys: TrafficKeys) -> None:
+        """Prepare both directions' ciphers; each takes effect at its ChangeCipherSpec."""
+        client = RecordCipher(keys.client_write_key, keys.client_write_salt)
+        server = RecordCipher(keys.server_write_key, keys.server_write_salt)
+        if self.role is Role.CLIENT:
+            self._pending_write, self._pending_read = client, server
+        else:
+            self._pending_write, self._pending_read = server, client
+        if self._keylog is not None:
+            self._keylog(keylog_line(self._client_random, self._master_secret))
+
+    def _complete(self, server_name: str | None, alpn: str | None, ems: bool,
+                  certificate_subject: str, events: list[Event]) -> None:
+        assert self._suite is not None
+        self._session = HandshakeComplete(
+            version=TLS12, cipher_suite=self._suite, server_name=server_name, alpn_protocol=alpn,
+            extended_master_secret=ems, client_random=self._client_random,
+            server_random=self._server_random, certificate_subject=certificate_subject)
+        self._transcript = bytearray()  # no longer needed; free it
+        events.append(self._session)
+
+    # --- errors -------------------------------------------------------------------------
+
+    def _fail(self, error: ProtocolError) -> None:
+        if self._error is not None:
+            return
+        self._error = error
+        self._state = State.FAILED
+        try:
+            self._send_alert(AlertLevel.fatal, error.alert)
+        except ProtocolError:
+            pass  # the write cipher itself is exhausted; nothing more can be sent
+
+    def _check_not_failed(self) -> None:
+        if self._error is not None:
+            raise LocalProtocolError(f"connection already failed: {self._error.args[0]}",
+                                     self._error.alert)
+
+    def _on_handshake_message(self, msg_type: HandshakeType, body: bytes,
+                              events: list[Event]) -> None:
+        raise NotImplementedError  # each side handles its half

@@ -1,0 +1,191 @@
+"""Every use of ``cryptography`` in the library: keys, certificates, RSA, AES-GCM.
+
+Keeping them here means the rest of the library deals in bytes, and a
+reader can audit all cryptographic operations in one file. Hashing and HMAC
+for the PRF come from the standard library (they are the same OpenSSL code,
+with less call overhead).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import ipaddress
+import os
+from collections.abc import Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509.verification import (
+    Criticality,
+    DNSName,
+    ExtensionPolicy,
+    IPAddress,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from ._constants import PRE_MASTER_SECRET_LEN
+
+Certificate = x509.Certificate
+RSAPrivateKey = rsa.RSAPrivateKey
+RSAPublicKey = rsa.RSAPublicKey
+
+__all__ = [
+    "AESGCM",
+    "Certificate",
+    "InvalidTag",
+    "RSAPrivateKey",
+    "RSAPublicKey",
+    "certificate_der",
+    "certificate_summary",
+    "check_server_key",
+    "decrypt_pre_master_secret",
+    "encrypt_pre_master_secret",
+    "load_der_certificate",
+    "load_pem_chain",
+    "load_pem_rsa_private_key",
+    "p_hash",
+    "verify_server_chain",
+]
+
+
+# --- loading ---------------------------------------------------------------
+
+def load_pem_chain(path: str | os.PathLike[str]) -> list[x509.Certificate]:
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        chain = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise ValueError(f"{os.fspath(path)}: no PEM certificate could be read ({exc})") from None
+    return chain
+
+
+def load_pem_rsa_private_key(path: str | os.PathLike[str]) -> rsa.RSAPrivateKey:
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{os.fspath(path)}: not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"{os.fspath(path)}: the key is {type(key).__name__.lstrip('_')}, "
+                         "but RSA key transport needs an RSA key")
+    return key
+
+
+def load_der_certificate(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
+
+
+def certificate_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def check_server_key(leaf: x509.Certificate, key: rsa.RSAPrivateKey,
+                     min_bits: int, max_bits: int) -> None:
+    """Refuse a configuration that could never complete a handshake."""
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("RSA key transport needs an RSA private key")
+    if not min_bits <= key.key_size <= max_bits:
+        raise ValueError(f"RSA key of {key.key_size} bits; {min_bits}-{max_bits} are supported")
+    public = leaf.public_key()
+    if not isinstance(public, rsa.RSAPublicKey) or (
+            public.public_numbers() != key.public_key().public_numbers()):
+        raise ValueError("the private key does not match the certificate's public key")
+
+
+def certificate_summary(cert: x509.Certificate) -> tuple[str, str, int, bytes]:
+    """Subject, issuer (RFC 4514), public key bits and SHA-256 fingerprint of a certificate."""
+    public = cert.public_key()
+    bits = public.key_size if isinstance(public, rsa.RSAPublicKey) else 0
+    return (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), bits,
+            hashlib.sha256(certificate_der(cert)).digest())
+
+
+# --- PRF (RFC 5246 §5) -----------------------------------------------------
+
+def p_hash(hash_name: str, secret: bytes, seed: bytes, length: int) -> bytes:
+    """P_hash(secret, seed): HMAC chained until ``length`` bytes are produced."""
+    out = bytearray()
+    a = seed
+    while len(out) < length:
+        a = hmac.digest(secret, a, hash_name)
+        out += hmac.digest(secret, a + seed, hash_name)
+    return bytes(out[:length])
+
+
+# --- RSA key transport (RFC 5246 §7.4.7.1) ---------------------------------
+
+def encrypt_pre_master_secret(public_key: rsa.RSAPublicKey, pre_master_secret: bytes) -> bytes:
+    return public_key.encrypt(pre_master_secret, padding.PKCS1v15())
+
+
+def decrypt_pre_master_secret(key: rsa.RSAPrivateKey, encrypted: bytes,
+                              client_version: bytes) -> bytes:
+    """Decrypt the pre-master secret with the Bleichenbacher countermeasure.
+
+    RFC 5246 §7.4.7.1: generate a random pre-master secret *first*, and use it
+    whenever decryption, the length check or the version check fails, so that
+    a forged ClientKeyExchange is only detected when the Finished fails to
+    authenticate, exactly like a well-formed one with an unknown secret.
+    OpenSSL >= 3.2 does implicit rejection and returns random bytes instead
+    of raising; older builds raise ValueError. Both paths end in the same place.
+    """
+    fallback = os.urandom(PRE_MASTER_SECRET_LEN)
+    try:
+        decrypted = key.decrypt(encrypted, padding.PKCS1v15())
+    except ValueError:
+        decrypted = fallback
+    good = len(decrypted) == PRE_MASTER_SECRET_LEN and hmac.compare_digest(
+        decrypted[:2], client_version)
+    return decrypted if good else fallback
+
+
+# --- certificate verification (client side) --------------------------------
+
+def _extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
+    # trustme (and many private CAs) mark SAN and EKU critical; the web PKI
+    # policy forbids that, OpenSSL and curl accept it. Accept either
+    # criticality; everything else stays the web-PKI default.
+    ee = (ExtensionPolicy.webpki_defaults_ee()
+          .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None)
+          .require_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None))
+    return ExtensionPolicy.webpki_defaults_ca(), ee
+
+
+def verify_server_chain(chain: Sequence[x509.Certificate], trust_anchors: Sequence[x509.Certificate],
+                        server_name: str, now: datetime.datetime | None = None) -> tuple[str, str]:
+    """Verify chain (leaf first) and name; return ("ok", "") or (reason, message).
+
+    reason is one of "untrusted", "expired", "hostname", "invalid".
+    """
+    ca_policy, ee_policy = _extension_policies()
+    builder = PolicyBuilder().store(Store(list(trust_anchors))).extension_policies(
+        ca_policy=ca_policy, ee_policy=ee_policy)
+    if now is not None:
+        builder = builder.time(now)
+    try:
+        subject: DNSName | IPAddress = IPAddress(ipaddress.ip_address(server_name))
+    except ValueError:
+        subject = DNSName(server_name)
+    try:
+        builder.build_server_verifier(subject).verify(chain[0], list(chain[1:]))
+    except VerificationError as exc:
+        text = str(exc)
+        if "subjectAltName" in text:
+            return "hostname", f"certificate does not match {server_name!r}"
+        if "not valid at validation time" in text:
+            return "expired", "certificate has expired or is not yet valid"
+        if "candidates exhausted" in text:
+            return "untrusted", "certificate is not signed by a trusted CA"
+        return "invalid", f"certificate rejected: {text}"
+    except ValueError as exc:
+        return "invalid", f"certificate rejected: {exc}"
+    return "ok", ""

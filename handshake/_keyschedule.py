@@ -1,0 +1,59 @@
+"""The TLS 1.2 key schedule for our AES-GCM suites (RFC 5246 §5, §6.3, §8.1; RFC 7627; RFC 5288)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._constants import GCM_SALT_LEN, MASTER_SECRET_LEN, VERIFY_DATA_LEN, CipherSuite
+from ._crypto import p_hash
+
+__all__ = ["TrafficKeys", "compute_master_secret", "derive_traffic_keys", "compute_verify_data",
+           "keylog_line", "prf"]
+
+
+def prf(suite: CipherSuite, secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
+    """PRF(secret, label, seed) = P_<hash>(secret, label + seed), hash fixed by the suite."""
+    return p_hash(suite.hash_name, secret, label + seed, length)
+
+
+def compute_master_secret(suite: CipherSuite, pre_master_secret: bytes, client_random: bytes,
+                          server_random: bytes, session_hash: bytes | None) -> bytes:
+    """RFC 7627 §4 when ``session_hash`` is given (extended master secret), else RFC 5246 §8.1."""
+    if session_hash is not None:
+        return prf(suite, pre_master_secret, b"extended master secret", session_hash,
+                   MASTER_SECRET_LEN)
+    return prf(suite, pre_master_secret, b"master secret", client_random + server_random,
+               MASTER_SECRET_LEN)
+
+
+@dataclass(frozen=True)
+class TrafficKeys:
+    client_write_key: bytes
+    server_write_key: bytes
+    client_write_salt: bytes
+    server_write_salt: bytes
+
+
+def derive_traffic_keys(suite: CipherSuite, master_secret: bytes, client_random: bytes,
+                        server_random: bytes) -> TrafficKeys:
+    """RFC 5246 §6.3 key block; AEAD suites have no MAC keys, and a 4-byte implicit IV (salt)."""
+    k = suite.key_len
+    block = prf(suite, master_secret, b"key expansion", server_random + client_random,
+                2 * k + 2 * GCM_SALT_LEN)
+    return TrafficKeys(
+        client_write_key=block[:k],
+        server_write_key=block[k:2 * k],
+        client_write_salt=block[2 * k:2 * k + GCM_SALT_LEN],
+        server_write_salt=block[2 * k + GCM_SALT_LEN:],
+    )
+
+
+def compute_verify_data(suite: CipherSuite, master_secret: bytes, label: bytes,
+                        transcript_hash: bytes) -> bytes:
+    """RFC 5246 §7.4.9: PRF(master_secret, finished_label, Hash(handshake_messages))[0..11]."""
+    return prf(suite, master_secret, label, transcript_hash, VERIFY_DATA_LEN)
+
+
+def keylog_line(client_random: bytes, master_secret: bytes) -> str:
+    """The NSS key log format line that Wireshark reads for TLS 1.2."""
+    return f"CLIENT_RANDOM {client_random.hex()} {master_secret.hex()}"

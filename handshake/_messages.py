@@ -1,0 +1,304 @@
+"""Codecs for the handshake messages of our profile (RFC 5246 §7.4) and their extensions.
+
+Decoders take one complete message body and either return a value object or
+raise ``RemoteProtocolError`` with ``decode_error`` (or the alert the RFC
+names for a well-formed but forbidden value). Encoders return bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ._constants import (
+    RANDOM_LEN,
+    VERIFY_DATA_LEN,
+    AlertDescription,
+    ExtensionType,
+    HandshakeType,
+)
+from ._errors import RemoteProtocolError
+
+__all__ = [
+    "ClientHelloMessage",
+    "ServerHelloMessage",
+    "Reader",
+    "decode_certificate",
+    "decode_client_hello",
+    "decode_client_key_exchange",
+    "decode_finished",
+    "decode_server_hello",
+    "decode_server_name",
+    "decode_alpn",
+    "encode_alpn",
+    "encode_certificate",
+    "encode_client_hello",
+    "encode_client_key_exchange",
+    "encode_server_hello",
+    "frame",
+]
+
+
+def _decode_error(what: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"malformed {what}", AlertDescription.decode_error)
+
+
+class Reader:
+    """Reads the TLS presentation language from a bytes object; any overrun is a decode_error."""
+
+    __slots__ = ("_data", "_pos", "_what")
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self._data = data
+        self._pos = 0
+        self._what = what
+
+    def _take(self, n: int) -> bytes:
+        end = self._pos + n
+        if end > len(self._data):
+            raise _decode_error(self._what)
+        chunk = self._data[self._pos:end]
+        self._pos = end
+        return chunk
+
+    def uint8(self) -> int:
+        return self._take(1)[0]
+
+    def uint16(self) -> int:
+        return int.from_bytes(self._take(2), "big")
+
+    def uint24(self) -> int:
+        return int.from_bytes(self._take(3), "big")
+
+    def fixed(self, n: int) -> bytes:
+        return self._take(n)
+
+    def vector(self, length_bytes: int, minimum: int = 0, maximum: int | None = None) -> bytes:
+        """A variable-length vector ``<minimum..maximum>`` with a 1-3 byte length prefix."""
+        n = int.from_bytes(self._take(length_bytes), "big")
+        if n < minimum or (maximum is not None and n > maximum):
+            raise _decode_error(self._what)
+        return self._take(n)
+
+    @property
+    def remaining(self) -> int:
+        return len(self._data) - self._pos
+
+    def expect_end(self) -> None:
+        if self._pos != len(self._data):
+            raise _decode_error(self._what)
+
+
+def _vec(length_bytes: int, body: bytes) -> bytes:
+    return len(body).to_bytes(length_bytes, "big") + body
+
+
+def frame(msg_type: HandshakeType, body: bytes) -> bytes:
+    """The handshake header: type(1) ‖ length(3) ‖ body."""
+    return bytes((msg_type,)) + len(body).to_bytes(3, "big") + body
+
+
+# --- extensions --------------------------------------------------------------
+
+def decode_extensions(reader: Reader, what: str) -> list[tuple[int, bytes]]:
+    """The optional extensions block at the end of a hello (RFC 5246 §7.4.1.2)."""
+    if reader.remaining == 0:
+        return []
+    block = Reader(reader.vector(2), what)
+    extensions: list[tuple[int, bytes]] = []
+    seen: set[int] = set()
+    while block.remaining:
+        ext_type = block.uint16()
+        ext_data = block.vector(2)
+        # RFC 5246 §7.4.1.4: "There MUST NOT be more than one extension of the same type."
+        if ext_type in seen:
+            raise RemoteProtocolError(f"duplicate extension {ext_type} in {what}",
+                                      AlertDescription.illegal_parameter)
+        seen.add(ext_type)
+        extensions.append((ext_type, ext_data))
+    reader.expect_end()
+    return extensions
+
+
+def encode_extensions(extensions: Iterable[tuple[int, bytes]]) -> bytes:
+    body = b"".join(struct.pack("!HH", t, len(d)) + d for t, d in extensions)
+    return _vec(2, body) if body else b""
+
+
+def decode_server_name(data: bytes) -> str | None:
+    """RFC 6066 §3: the first host_name entry, as text."""
+    reader = Reader(data, "server_name extension")
+    names = Reader(reader.vector(2, 1), "server_name extension")
+    reader.expect_end()
+    host: str | None = None
+    while names.remaining:
+        name_type = names.uint8()
+        name = names.vector(2, 1)
+        if name_type == 0 and host is None:
+            try:
+                host = name.decode("ascii")
+            except UnicodeDecodeError:
+                raise RemoteProtocolError("server_name is not ASCII",
+                                          AlertDescription.illegal_parameter) from None
+    return host
+
+
+def encode_server_name(host: str) -> bytes:
+    entry = b"\x00" + _vec(2, host.encode("ascii"))
+    return _vec(2, entry)
+
+
+def decode_alpn(data: bytes) -> tuple[str, ...]:
+    """RFC 7301 §3.1: ProtocolNameList protocol_name_list<2..2^16-1>."""
+    reader = Reader(data, "ALPN extension")
+    names = Reader(reader.vector(2, 2), "ALPN extension")
+    reader.expect_end()
+    protocols = []
+    while names.remaining:
+        protocols.append(names.vector(1, 1).decode("latin-1"))
+    return tuple(protocols)
+
+
+def encode_alpn(protocols: Iterable[str]) -> bytes:
+    return _vec(2, b"".join(_vec(1, p.encode("latin-1")) for p in protocols))
+
+
+def decode_supported_versions(data: bytes) -> tuple[int, ...]:
+    reader = Reader(data, "supported_versions extension")
+    versions = reader.vector(1, 2, 254)
+    reader.expect_end()
+    if len(versions) % 2:
+        raise _decode_error("supported_versions extension")
+    return tuple(int.from_bytes(versions[i:i + 2], "big") for i in range(0, len(versions), 2))
+
+
+def decode_renegotiation_info(data: bytes) -> bytes:
+    reader = Reader(data, "renegotiation_info extension")
+    renegotiated_connection = reader.vector(1)
+    reader.expect_end()
+    return renegotiated_connection
+
+
+def check_signature_algorithms(data: bytes) -> None:
+    """Parsed only to reject a malformed one: RSA key transport signs nothing."""
+    reader = Reader(data, "signature_algorithms extension")
+    algorithms = reader.vector(2, 2)
+    reader.expect_end()
+    if len(algorithms) % 2:
+        raise _decode_error("signature_algorithms extension")
+
+
+def check_empty(data: bytes, what: str) -> None:
+    if data:
+        raise _decode_error(what)
+
+
+# --- hellos --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClientHelloMessage:
+    legacy_version: int
+    random: bytes
+    session_id: bytes
+    cipher_suites: tuple[int, ...]
+    compression_methods: bytes
+    extensions: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def extension(self, ext_type: ExtensionType) -> bytes | None:
+        for t, data in self.extensions:
+            if t == ext_type:
+                return data
+        return None
+
+
+def decode_client_hello(body: bytes) -> ClientHelloMessage:
+    what = "ClientHello"
+    r = Reader(body, what)
+    legacy_version = r.uint16()
+    random = r.fixed(RANDOM_LEN)
+    session_id = r.vector(1, 0, 32)
+    suites_raw = r.vector(2, 2, 2**16 - 2)
+    if len(suites_raw) % 2:
+        raise _decode_error(what)
+    suites = tuple(int.from_bytes(suites_raw[i:i + 2], "big") for i in range(0, len(suites_raw), 2))
+    compression = r.vector(1, 1)
+    extensions = decode_extensions(r, what)
+    return ClientHelloMessage(legacy_version, random, session_id, suites, compression, extensions)
+
+
+def encode_client_hello(msg: ClientHelloMessage) -> bytes:
+    body = (struct.pack("!H", msg.legacy_version) + msg.random + _vec(1, msg.session_id)
+            + _vec(2, b"".join(struct.pack("!H", s) for s in msg.cipher_suites))
+            + _vec(1, msg.compression_methods) + encode_extensions(msg.extensions))
+    return frame(HandshakeType.client_hello, body)
+
+
+@dataclass(frozen=True)
+class ServerHelloMessage:
+    version: int
+    random: bytes
+    session_id: bytes
+    cipher_suite: int
+    compression_method: int
+    extensions: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def extension(self, ext_type: ExtensionType) -> bytes | None:
+        for t, data in self.extensions:
+            if t == ext_type:
+                return data
+        return None
+
+
+def decode_server_hello(body: bytes) -> ServerHelloMessage:
+    what = "ServerHello"
+    r = Reader(body, what)
+    version = r.uint16()
+    random = r.fixed(RANDOM_LEN)
+    session_id = r.vector(1, 0, 32)
+    suite = r.uint16()
+    compression = r.uint8()
+    extensions = decode_extensions(r, what)
+    return ServerHelloMessage(version, random, session_id, suite, compression, extensions)
+
+
+def encode_server_hello(msg: ServerHelloMessage) -> bytes:
+    body = (struct.pack("!H", msg.version) + msg.random + _vec(1, msg.session_id)
+            + struct.pack("!HB", msg.cipher_suite, msg.compression_method)
+            + encode_extensions(msg.extensions))
+    return frame(HandshakeType.server_hello, body)
+
+
+# --- Certificate, ClientKeyExchange, Finished -----------------------------------
+
+def encode_certificate(chain_der: Iterable[bytes]) -> bytes:
+    body = _vec(3, b"".join(_vec(3, der) for der in chain_der))
+    return frame(HandshakeType.certificate, body)
+
+
+def decode_certificate(body: bytes) -> list[bytes]:
+    what = "Certificate"
+    r = Reader(body, what)
+    certs = Reader(r.vector(3), what)
+    r.expect_end()
+    chain = []
+    while certs.remaining:
+        chain.append(certs.vector(3, 1))
+    return chain
+
+
+def encode_client_key_exchange(encrypted_pre_master_secret: bytes) -> bytes:
+    return frame(HandshakeType.client_key_exchange, _vec(2, encrypted_pre_master_secret))
+
+
+def decode_client_key_exchange(body: bytes) -> bytes:
+    r = Reader(body, "ClientKeyExchange")
+    encrypted = r.vector(2)
+    r.expect_end()
+    return encrypted
+
+
+def decode_finished(body: bytes) -> bytes:
+    if len(body) != VERIFY_DATA_LEN:
+        raise _decode_error("Finished")
+    return body

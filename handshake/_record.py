@@ -1,0 +1,159 @@
+"""The record layer (RFC 5246 §6.2): framing, size limits, and AES-GCM protection.
+
+Incoming bytes accumulate in one buffer; ``next_record`` returns one
+(content type, plaintext) at a time. Outgoing payloads are split into
+records of at most 2^14 bytes and sealed when a write key is active.
+
+AES-GCM per RFC 5288 §3: nonce = 4-byte implicit salt ‖ 8-byte explicit
+part, where we send the sequence number as the explicit part; the
+additional data is seq_num ‖ type ‖ version ‖ plaintext length.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ._constants import (
+    GCM_EXPLICIT_NONCE_LEN,
+    GCM_TAG_LEN,
+    LEGACY_RECORD_VERSIONS,
+    MAX_CIPHERTEXT,
+    MAX_PLAINTEXT,
+    MAX_SEQUENCE_NUMBER,
+    RECORD_HEADER_LEN,
+    TLS12,
+    AlertDescription,
+    ContentType,
+)
+from ._crypto import AESGCM, InvalidTag
+from ._errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = ["RecordCipher", "RecordLayer"]
+
+_HEADER = struct.Struct("!BHH")
+_AAD = struct.Struct("!QBHH")
+_SEQ = struct.Struct("!Q")
+_KNOWN_TYPES = frozenset(int(t) for t in ContentType)
+_VERSION_BYTES = TLS12.to_bytes(2, "big")
+_OVERHEAD = GCM_EXPLICIT_NONCE_LEN + GCM_TAG_LEN
+
+
+class RecordCipher:
+    """One direction's AES-GCM key, salt and sequence number."""
+
+    __slots__ = ("_aead", "_salt", "seq")
+
+    def __init__(self, key: bytes, salt: bytes) -> None:
+        self._aead = AESGCM(key)
+        self._salt = salt
+        self.seq = 0
+
+    def _next_seq(self) -> int:
+        seq = self.seq
+        # RFC 5246 §6.1: sequence numbers must never wrap; renegotiation is
+        # the only way on, and we refuse it, so the connection must end.
+        if seq >= MAX_SEQUENCE_NUMBER:
+            raise LocalProtocolError("sequence number exhausted", AlertDescription.internal_error)
+        self.seq = seq + 1
+        return seq
+
+    def seal(self, content_type: int, plaintext: bytes | memoryview) -> bytes:
+        seq = self._next_seq()
+        explicit = _SEQ.pack(seq)
+        aad = _AAD.pack(seq, content_type, TLS12, len(plaintext))
+        sealed = self._aead.encrypt(self._salt + explicit, plaintext, aad)
+        return _HEADER.pack(content_type, TLS12, len(sealed) + GCM_EXPLICIT_NONCE_LEN) + explicit + sealed
+
+    def open(self, content_type: int, fragment: memoryview) -> bytes:
+        if len(fragment) < _OVERHEAD:
+            raise RemoteProtocolError("protected record too short", AlertDescription.bad_record_mac)
+        seq = self._next_seq()
+        nonce = self._salt + bytes(fragment[:GCM_EXPLICIT_NONCE_LEN])
+        aad = _AAD.pack(seq, content_type, TLS12, len(fragment) - _OVERHEAD)
+        try:
+            plaintext = self._aead.decrypt(nonce, fragment[GCM_EXPLICIT_NONCE_LEN:], aad)
+        except InvalidTag:
+            raise RemoteProtocolError("record failed to authenticate",
+                                      AlertDescription.bad_record_mac) from None
+        if len(plaintext) > MAX_PLAINTEXT:
+            raise RemoteProtocolError("decrypted record over 2^14 bytes",
+                                      AlertDescription.record_overflow)
+        return plaintext
+
+
+class RecordLayer:
+    """Both directions of the record layer of one connection."""
+
+    def __init__(self) -> None:
+        self._inbuf = bytearray()
+        self.read_cipher: RecordCipher | None = None
+        self.write_cipher: RecordCipher | None = None
+        # Until ServerHello fixes the version, any SSL3/TLS1.x record version
+        # is accepted on input (RFC 5246 Appendix E.1).
+        self.version_fixed = False
+
+    # --- input --------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self._inbuf += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._inbuf)
+
+    def next_record(self) -> tuple[int, bytes] | None:
+        """Return the next (content type, plaintext), or None if a whole record is not in yet."""
+        buf = self._inbuf
+        if len(buf) < RECORD_HEADER_LEN:
+            # Judge a header as early as its bytes allow, so garbage is
+            # refused at once rather than waited on.
+            if buf and buf[0] not in _KNOWN_TYPES:
+                self._check_header(buf[0], TLS12, 0)
+            return None
+        content_type, version, length = _HEADER.unpack_from(buf)
+        self._check_header(content_type, version, length)
+        end = RECORD_HEADER_LEN + length
+        if len(buf) < end:
+            return None
+        with memoryview(buf) as view:
+            fragment = view[RECORD_HEADER_LEN:end]
+            try:
+                if self.read_cipher is not None:
+                    payload = self.read_cipher.open(content_type, fragment)
+                else:
+                    payload = bytes(fragment)
+            finally:
+                fragment.release()
+        del buf[:end]
+        return content_type, payload
+
+    def _check_header(self, content_type: int, version: int, length: int) -> None:
+        if content_type not in _KNOWN_TYPES:
+            raise RemoteProtocolError(f"unknown record content type {content_type}",
+                                      AlertDescription.unexpected_message)
+        if version != TLS12 and (self.version_fixed or version not in LEGACY_RECORD_VERSIONS):
+            raise RemoteProtocolError(f"record version 0x{version:04x}, expected TLS 1.2",
+                                      AlertDescription.protocol_version)
+        limit = MAX_CIPHERTEXT if self.read_cipher is not None else MAX_PLAINTEXT
+        if length > limit:
+            raise RemoteProtocolError(f"record of {length} bytes exceeds the limit of {limit}",
+                                      AlertDescription.record_overflow)
+
+    # --- output -------------------------------------------------------------
+
+    def seal(self, content_type: int, payload: bytes, out: bytearray) -> None:
+        """Append ``payload`` as one or more records to ``out``."""
+        cipher = self.write_cipher
+        if cipher is None:
+            for start in range(0, len(payload), MAX_PLAINTEXT):
+                chunk = payload[start:start + MAX_PLAINTEXT]
+                out += _HEADER.pack(content_type, TLS12, len(chunk))
+                out += chunk
+            return
+        if not payload:
+            # An empty application_data record is legal and sometimes used on purpose.
+            out += cipher.seal(content_type, b"")
+            return
+        with memoryview(payload) as view:
+            for start in range(0, len(payload), MAX_PLAINTEXT):
+                out += cipher.seal(content_type, view[start:start + MAX_PLAINTEXT])

@@ -1,0 +1,81 @@
+"""The handshake state machine as data.
+
+Both roles walk the same table: each state names who sends next and which
+message moves it on. A connection applies it to what it sends and to what
+it receives, so the table does not know which role it serves; a received
+message with no entry is an ``unexpected_message`` naming message, role and
+state (RFC 5246 §7.3, the full handshake without client certificates).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ._constants import AlertDescription, HandshakeType
+from ._errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = ["State", "Role", "CHANGE_CIPHER_SPEC", "next_state", "sender_of"]
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(enum.Enum):
+    AWAIT_CLIENT_HELLO = "await ClientHello"
+    AWAIT_SERVER_HELLO = "await ServerHello"
+    AWAIT_CERTIFICATE = "await Certificate"
+    AWAIT_SERVER_HELLO_DONE = "await ServerHelloDone"
+    AWAIT_CLIENT_KEY_EXCHANGE = "await ClientKeyExchange"
+    AWAIT_CLIENT_CHANGE_CIPHER_SPEC = "await client ChangeCipherSpec"
+    AWAIT_CLIENT_FINISHED = "await client Finished"
+    AWAIT_SERVER_CHANGE_CIPHER_SPEC = "await server ChangeCipherSpec"
+    AWAIT_SERVER_FINISHED = "await server Finished"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+# ChangeCipherSpec is its own content type, not a handshake message, but it
+# has a fixed place in the flight, so the table treats it as one.
+CHANGE_CIPHER_SPEC = "ChangeCipherSpec"
+Message = HandshakeType | str
+
+_TRANSITIONS: dict[State, tuple[Role, Message, State]] = {
+    State.AWAIT_CLIENT_HELLO: (Role.CLIENT, HandshakeType.client_hello, State.AWAIT_SERVER_HELLO),
+    State.AWAIT_SERVER_HELLO: (Role.SERVER, HandshakeType.server_hello, State.AWAIT_CERTIFICATE),
+    State.AWAIT_CERTIFICATE: (Role.SERVER, HandshakeType.certificate, State.AWAIT_SERVER_HELLO_DONE),
+    State.AWAIT_SERVER_HELLO_DONE: (Role.SERVER, HandshakeType.server_hello_done,
+                                    State.AWAIT_CLIENT_KEY_EXCHANGE),
+    State.AWAIT_CLIENT_KEY_EXCHANGE: (Role.CLIENT, HandshakeType.client_key_exchange,
+                                      State.AWAIT_CLIENT_CHANGE_CIPHER_SPEC),
+    State.AWAIT_CLIENT_CHANGE_CIPHER_SPEC: (Role.CLIENT, CHANGE_CIPHER_SPEC,
+                                            State.AWAIT_CLIENT_FINISHED),
+    State.AWAIT_CLIENT_FINISHED: (Role.CLIENT, HandshakeType.finished,
+                                  State.AWAIT_SERVER_CHANGE_CIPHER_SPEC),
+    State.AWAIT_SERVER_CHANGE_CIPHER_SPEC: (Role.SERVER, CHANGE_CIPHER_SPEC,
+                                            State.AWAIT_SERVER_FINISHED),
+    State.AWAIT_SERVER_FINISHED: (Role.SERVER, HandshakeType.finished, State.ESTABLISHED),
+}
+
+
+def _name(message: Message) -> str:
+    return message if isinstance(message, str) else message.name
+
+
+def sender_of(state: State) -> Role | None:
+    """Who sends the next message in ``state`` (None once the handshake is over)."""
+    entry = _TRANSITIONS.get(state)
+    return entry[0] if entry else None
+
+
+def next_state(state: State, sender: Role, message: Message, *, local_role: Role) -> State:
+    """The state after ``sender`` sends ``message``; raise if the table has no such move."""
+    entry = _TRANSITIONS.get(state)
+    if entry is not None and entry[0] is sender and entry[1] == message:
+        return entry[2]
+    text = f"{_name(message)} from the {sender.value} in state '{state.value}' (we are the {local_role.value})"
+    if sender is local_role:
+        raise LocalProtocolError(f"cannot send {text}", AlertDescription.internal_error)
+    raise RemoteProtocolError(f"unexpected {text}", AlertDescription.unexpected_message)
