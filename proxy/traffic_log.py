@@ -34,3 +34,137 @@ Two record types, distinguished by "type".
  "timings": {"total_ms": 12.3, "origin_connect_ms": 1.0 | null, "wait_ms": 3.0 | null, "receive_ms": 5.0 | null},
  "error": null | "origin refused the connection (127.0.0.1:9)" ...}
 """
+
+from __future__ import annotations
+
+import base64
+import codecs
+import datetime
+import hashlib
+import json
+import queue
+import threading
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+__all__ = ["TrafficLog", "BodyTap", "utc_now_iso", "header_pairs"]
+
+Record = dict[str, Any]
+REDACTED = "[redacted]"
+
+
+def utc_now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def header_pairs(raw: Iterable[tuple[bytes, bytes]], redact: frozenset[bytes]) -> list[list[str]]:
+    """Headers as the log shows them: original case, redacted values replaced."""
+    out = []
+    for name, value in raw:
+        shown = REDACTED if name.lower() in redact else value.decode("latin-1")
+        out.append([name.decode("latin-1"), shown])
+    return out
+
+
+class BodyTap:
+    """Counts, hashes and keeps the first bytes of a body as it streams past.
+
+    Only the preview is kept, so memory stays bounded whatever the body's size.
+    """
+
+    __slots__ = ("size", "_sha", "_preview", "_limit")
+
+    def __init__(self, preview_limit: int) -> None:
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self._preview = bytearray()
+        self._limit = preview_limit
+
+    def update(self, data: bytes) -> None:
+        self.size += len(data)
+        self._sha.update(data)
+        room = self._limit - len(self._preview)
+        if room > 0:
+            self._preview += data[:room]
+
+    def to_record(self) -> Record:
+        preview = bytes(self._preview)
+        truncated = self.size > len(preview)
+        text = _as_text(preview, truncated)
+        return {
+            "size": self.size,
+            "sha256": self._sha.hexdigest(),
+            "preview": text if text is not None else base64.b64encode(preview).decode(),
+            "preview_encoding": "text" if text is not None else "base64",
+            "truncated": truncated,
+            "file": None,
+        }
+
+
+def _as_text(data: bytes, truncated: bool) -> str | None:
+    """UTF-8 without NULs counts as text; a cut may split the last character."""
+    if b"\x00" in data:
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        # final=False tolerates a multi-byte character cut by the preview limit.
+        return decoder.decode(data, final=not truncated)
+    except UnicodeDecodeError:
+        return None
+
+
+class TrafficLog:
+    """Appends records as JSON Lines from a background thread.
+
+    ``write`` only puts the record on a queue, so forwarding never waits
+    for the disk; ``close`` drains the queue and flushes, so nothing is lost
+    on a clean shutdown. With no path, records are kept only in memory
+    (``records``), which the demo and tests read.
+    """
+
+    def __init__(self, path: str | None, keep_in_memory: bool = False) -> None:
+        self.path = path
+        self.records: list[Record] | None = [] if keep_in_memory else None
+        self._queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
+        self._file: TextIO | None = open(path, "a", encoding="utf-8") if path else None
+        self._thread: threading.Thread | None = None
+        if self._file is not None:
+            self._thread = threading.Thread(target=self._run, name="traffic-log", daemon=True)
+            self._thread.start()
+
+    def write(self, record: Record) -> None:
+        if self.records is not None:
+            self.records.append(record)
+        if self._thread is not None:
+            self._queue.put(record)
+
+    def _run(self) -> None:
+        assert self._file is not None
+        dumps = json.dumps
+        while True:
+            record = self._queue.get()
+            batch = [record]
+            # Take whatever else is queued so one flush covers a burst.
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = False
+            for item in batch:
+                if item is None:
+                    stop = True
+                    continue
+                self._file.write(dumps(item, ensure_ascii=False) + "\n")
+            self._file.flush()
+            if stop:
+                return
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None

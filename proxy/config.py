@@ -1,0 +1,104 @@
+"""The proxy's settings: one frozen value built by the CLI (flags + environment) or by tests."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ProxyConfig", "DEFAULT_ALLOWED_CLIENTS", "parse_host_port", "parse_networks",
+           "basic_credentials", "read_auth_file"]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Squid's `localnet` default: loopback and the private / link-local ranges.
+DEFAULT_ALLOWED_CLIENTS = (
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+    "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10",
+)
+
+# Always removed from what the log shows, whatever the options say.
+ALWAYS_REDACTED = frozenset({b"proxy-authorization"})
+
+
+def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` (``[v6]:PORT`` for IPv6); raise ValueError with a clear message."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        if default_port is None:
+            raise ValueError(f"{text!r} is not HOST:PORT")
+        host, port_text = text, str(default_port)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ValueError(f"{text!r} has no host")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{text!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{text!r}: port {port} is out of range")
+    return host, port
+
+
+def parse_networks(items: list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    nets = []
+    for item in items:
+        try:
+            nets.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"--allow-client {item!r} is not a CIDR network") from None
+    return tuple(nets)
+
+
+def basic_credentials(user_pass: str) -> bytes:
+    """The exact Proxy-Authorization value a client sends for ``USER:PASS``."""
+    if ":" not in user_pass:
+        raise ValueError("--auth wants USER:PASS")
+    return b"Basic " + base64.b64encode(user_pass.encode())
+
+
+def read_auth_file(path: str) -> list[str]:
+    """One ``USER:PASS`` per line; blank lines and ``#`` comments ignored."""
+    lines = Path(path).read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8443
+    cert: str | None = None            # PEM chain, leaf first
+    key: str | None = None             # PEM RSA key
+    # None: terminate nothing, speak plain HTTP (used to test the HTTP side alone).
+    tls: bool = True
+    traffic_log: str | None = None
+    keylog: str | None = None
+    cipher_suites: tuple[str, ...] = ()          # names; empty = the library's default order
+    require_extended_master_secret: bool = False
+    # Timeouts in seconds.
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 60.0          # keep-alive wait for the next request, and body inactivity
+    header_timeout: float = 10.0        # from a request's first byte to its complete header block
+    connect_timeout: float = 10.0
+    origin_timeout: float = 30.0        # waiting for the origin's response head / next body bytes
+    grace_period: float = 10.0          # SIGTERM: how long in-flight exchanges may finish
+    max_connections: int = 4096
+    max_header_bytes: int = 64 * 1024
+    pool_size: int = 16                 # idle keep-alive origin connections kept per host:port
+    pool_idle_timeout: float = 30.0
+    allowed_clients: tuple[IPNetwork, ...] = field(
+        default_factory=lambda: parse_networks(DEFAULT_ALLOWED_CLIENTS))
+    # Accepted Proxy-Authorization values (see basic_credentials); empty = no auth.
+    auth: frozenset[bytes] = frozenset()
+    redact_headers: frozenset[bytes] = ALWAYS_REDACTED
+    connect_ports: frozenset[int] = frozenset({443})
+    x_forwarded_for: bool = False
+    preview_bytes: int = 4096
+
+    def __post_init__(self) -> None:
+        lowered = frozenset(h.lower() for h in self.redact_headers) | ALWAYS_REDACTED
+        object.__setattr__(self, "redact_headers", lowered)
+        if self.tls and (not self.cert or not self.key):
+            raise ValueError("the proxy needs --cert CHAIN.pem and --key KEY.pem")

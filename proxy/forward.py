@@ -1,0 +1,508 @@
+"""One client connection's HTTP/1.1 exchanges: read with h11, forward, stream both ways, log.
+
+Bodies are never buffered whole: each chunk read from one side is written to
+the other and drained before the next read, so a slow reader slows the
+writer (back-pressure) and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+
+from .config import ProxyConfig
+from .messages import (
+    REASONS,
+    HttpError,
+    credentials_ok,
+    error_response_parts,
+    parse_absolute_target,
+    parse_authority,
+    request_headers_upstream,
+    response_headers_downstream,
+)
+from .pool import OriginConnectError, OriginConnection, OriginConnectTimeout, OriginPool
+from .streams import Stream, within
+from .traffic_log import BodyTap, TrafficLog, header_pairs, utc_now_iso
+
+__all__ = ["ConnContext", "ClientSession"]
+
+READ_SIZE = 256 * 1024
+PROXY_AUTHENTICATE = (b"Proxy-Authenticate", b'Basic realm="handshake-proxy"')
+
+
+@dataclass
+class ConnContext:
+    """What every exchange on one client connection shares."""
+
+    config: ProxyConfig
+    pool: OriginPool
+    log: TrafficLog
+    conn_id: str
+    client: str          # "ip:port"
+    client_ip: str
+    tls: dict[str, Any] | None = None
+    exchanges: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+class _ClientGone(Exception):
+    """The client closed or reset its connection; nothing more can be sent to it."""
+
+
+class _Abort(Exception):
+    """The response was already started and cannot be completed: cut the client off."""
+
+
+class _OriginGone(Exception):
+    """The origin closed a connection before any response: maybe a stale pooled one."""
+
+
+class ClientSession:
+    """Runs the exchanges of one client connection until it closes."""
+
+    def __init__(self, stream: Stream, ctx: ConnContext) -> None:
+        self.stream = stream
+        self.ctx = ctx
+        self.cfg = ctx.config
+        self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=ctx.config.max_header_bytes)
+        self.busy = False  # True while an exchange is in flight: shutdown waits for those
+
+    # --- reading from the client -------------------------------------------
+
+    async def _client_event(self, timeout: float) -> Any:
+        h = self.h
+        while True:
+            ev = h.next_event()
+            if ev is not h11.NEED_DATA:
+                return ev
+            try:
+                data = await within(self.stream.read(), timeout)
+            except OSError as exc:
+                raise _ClientGone(str(exc)) from None
+            h.receive_data(data)
+
+    async def _request_head(self) -> Any:
+        """The next Request, or None when the client is done (EOF / idle timeout)."""
+        h = self.h
+        ev = h.next_event()
+        if ev is h11.NEED_DATA:
+            # The idle keep-alive wait: no byte of the next request yet.
+            try:
+                data = await within(self.stream.read(), self.cfg.idle_timeout)
+            except (TimeoutError, OSError):
+                return None
+            h.receive_data(data)
+            self.busy = True
+            # From the first byte, the whole header block has header_timeout.
+            deadline = time.monotonic() + self.cfg.header_timeout
+            while True:
+                ev = h.next_event()
+                if ev is not h11.NEED_DATA:
+                    break
+                left = deadline - time.monotonic()
+                try:
+                    data = await within(self.stream.read(), max(left, 0.0))
+                except TimeoutError:
+                    raise HttpError(408, f"request header not received within "
+                                         f"{self.cfg.header_timeout:g}s") from None
+                except OSError:
+                    return None
+                h.receive_data(data)
+        self.busy = True
+        if isinstance(ev, h11.ConnectionClosed):
+            return None
+        return ev
+
+    # --- the connection loop -------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.busy = False
+                keep_alive = await self._one_exchange()
+                if not keep_alive:
+                    break
+                if self.h.our_state is h11.DONE and self.h.their_state is h11.DONE:
+                    self.h.start_next_cycle()
+                else:
+                    break
+            self.stream.close(clean=True)
+        except _Abort:
+            self.stream.close(clean=False)
+        except Exception:
+            self.stream.close(clean=False)
+            raise
+
+    async def _one_exchange(self) -> bool:
+        started = time.perf_counter()
+        record: dict[str, Any] = {
+            "type": "exchange", "time": utc_now_iso(), "conn": self.ctx.conn_id,
+            "client": self.ctx.client, "seq": self.ctx.exchanges + 1, "tls": self.ctx.tls,
+            "request": None, "response": None, "tunnel": None,
+            "timings": {"total_ms": 0.0, "origin_connect_ms": None, "wait_ms": None,
+                        "receive_ms": None},
+            "error": None,
+        }
+        ex = _Exchange(self, record)
+        try:
+            try:
+                req = await self._request_head()
+            except h11.RemoteProtocolError as exc:
+                status = exc.error_status_hint
+                if status == 431:
+                    raise HttpError(431, f"request header block larger than "
+                                         f"{self.cfg.max_header_bytes} bytes") from None
+                raise HttpError(400, f"malformed request: {exc}") from None
+            if req is None:
+                return False
+            self.ctx.exchanges += 1
+            ex.set_request(req)
+            keep = await ex.forward(req)
+        except HttpError as err:
+            if self.ctx.exchanges == record["seq"] - 1:
+                self.ctx.exchanges += 1  # a request we could not even parse still counts
+            record["error"] = err.message
+            keep = self._send_error(err, ex)
+        except _ClientGone as exc:
+            record["error"] = f"client went away: {exc}" if str(exc) else "client went away"
+            keep = False
+        except _Abort as exc:
+            record["error"] = str(exc)
+            self._finish_record(record, started, ex)
+            raise
+        except TimeoutError:
+            record["error"] = "client stopped sending the request body"
+            keep = False
+        self._finish_record(record, started, ex)
+        return keep
+
+    def _finish_record(self, record: dict[str, Any], started: float, ex: _Exchange) -> None:
+        record["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        if record["request"] is None:
+            record["request"] = {"method": None, "url": None, "version": None, "headers": [],
+                                 "body": ex.req_tap.to_record()}
+        else:
+            record["request"]["body"] = ex.req_tap.to_record()
+        if record["response"] is not None:
+            record["response"]["body"] = ex.resp_tap.to_record()
+        self.ctx.log.write(record)
+
+    def _send_error(self, err: HttpError, ex: _Exchange) -> bool:
+        """Answer with the proxy's own error; True if the connection may stay open."""
+        h = self.h
+        # If the request body was not read, the connection cannot be reused.
+        close = h.their_state is not h11.DONE or err.status in (400, 408, 431)
+        headers, body = error_response_parts(err.status, err.message, close, err.extra_headers)
+        ex.set_response(err.status, b"", headers)
+        ex.resp_tap.update(body)
+        try:
+            out = h.send(h11.Response(status_code=err.status, headers=headers))
+            out = (out or b"") + (h.send(h11.Data(data=body)) or b"") \
+                + (h.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:
+            if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+                raise _Abort(err.message) from None  # the response had started already
+            # h11 refuses after some parse errors: write the answer by hand.
+            head = f"HTTP/1.1 {err.status} \r\n".encode() + b"".join(
+                n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n"
+            out = head + body
+            close = True
+        try:
+            self.stream.write(out)
+        except OSError:
+            return False
+        return not close and h.our_state is h11.DONE
+
+
+class _Exchange:
+    """One request/response through the proxy."""
+
+    def __init__(self, session: ClientSession, record: dict[str, Any]) -> None:
+        self.s = session
+        self.cfg = session.cfg
+        self.record = record
+        self.req_tap = BodyTap(self.cfg.preview_bytes)
+        self.resp_tap = BodyTap(self.cfg.preview_bytes)
+        self.redact = self.cfg.redact_headers
+        self.origin_answered = False  # any response byte yet: tells a stale pooled connection
+
+    def set_request(self, req: h11.Request) -> None:
+        self.record["request"] = {
+            "method": req.method.decode("latin-1"), "url": req.target.decode("latin-1"),
+            "version": "HTTP/" + req.http_version.decode("latin-1"),
+            "headers": header_pairs(req.headers.raw_items(), self.redact), "body": None,
+        }
+
+    def set_response(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                     version: bytes = b"1.1") -> None:
+        self.record["response"] = {
+            "status": status, "reason": reason.decode("latin-1") or REASONS.get(status, ""),
+            "version": "HTTP/" + version.decode("latin-1"),
+            "headers": header_pairs(headers, self.redact), "body": None,
+        }
+
+    async def forward(self, req: h11.Request) -> bool:
+        cfg = self.cfg
+        if cfg.auth:
+            value = None
+            for name, v in req.headers:
+                if name == b"proxy-authorization":
+                    value = v
+            if not credentials_ok(value, cfg.auth):
+                await self._discard_request_body()
+                raise HttpError(407, "proxy authentication required" if value is None
+                                else "proxy credentials not accepted",
+                                [(b"Proxy-Authenticate", b'Basic realm="handshake-proxy"')])
+        if req.method == b"CONNECT":
+            return await self._tunnel(req)
+        target = parse_absolute_target(req.target)
+        h = self.s.h
+        expect_100 = h.they_are_waiting_for_100_continue
+        headers = request_headers_upstream(req.headers.raw_items(), target, self.s.ctx.client_ip,
+                                           cfg.x_forwarded_for, expect_100)
+        upstream = h11.Request(method=req.method, target=target.path, headers=headers)
+        has_body = any(n in (b"content-length", b"transfer-encoding") and v != b"0"
+                       for n, v in req.headers)
+        pool = self.s.ctx.pool
+        # A request without a body can be retried once if a pooled connection
+        # turns out to have been closed by the origin meanwhile.
+        for attempt in (0, 1):
+            t0 = time.perf_counter()
+            oc, reused = await self._acquire(target.host, target.port)
+            if not reused:
+                self.record["timings"]["origin_connect_ms"] = round(
+                    (time.perf_counter() - t0) * 1000, 3)
+            try:
+                self._origin_write(oc, oc.h11.send(upstream))
+                if expect_100:
+                    # We answer Expect: 100-continue ourselves (and did not forward it),
+                    # so the client sends its body without waiting a second for it.
+                    self.s.stream.write(h.send(h11.InformationalResponse(
+                        status_code=100, headers=[])))
+                if has_body:
+                    await self._upload(oc)
+                else:
+                    # A bodiless request still has its EndOfMessage to read (h11 state).
+                    ev = await self.s._client_event(cfg.idle_timeout)
+                    if not isinstance(ev, h11.EndOfMessage):
+                        raise HttpError(400, "malformed request: unexpected body")
+                    self._origin_write(oc, oc.h11.send(h11.EndOfMessage()))
+                    await oc.writer.drain()
+                t_sent = time.perf_counter()
+                resp = await self._response_head(oc)
+                break
+            except _OriginGone as exc:
+                oc.close()
+                if reused and not has_body and attempt == 0:
+                    continue
+                raise HttpError(502, str(exc)) from None
+            except BaseException:
+                oc.close()
+                raise
+        self.record["timings"]["wait_ms"] = round((time.perf_counter() - t_sent) * 1000, 3)
+        return await self._download(oc, resp)
+
+    async def _acquire(self, host: str, port: int) -> tuple[OriginConnection, bool]:
+        try:
+            return await self.s.ctx.pool.acquire(host, port)
+        except OriginConnectError as exc:
+            raise HttpError(502, str(exc)) from None
+        except OriginConnectTimeout as exc:
+            raise HttpError(504, str(exc)) from None
+
+    def _origin_write(self, oc: OriginConnection, data: bytes | None) -> None:
+        if data:
+            oc.writer.write(data)
+
+    async def _discard_request_body(self) -> None:
+        """Read (and drop) a small request body so the connection stays usable."""
+        h = self.s.h
+        if h.they_are_waiting_for_100_continue:
+            return  # the client has not sent it; we will close instead
+        while h.their_state is h11.SEND_BODY:
+            ev = await self.s._client_event(self.cfg.idle_timeout)
+            if isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
+                return
+            self.req_tap.update(ev.data)
+
+    async def _upload(self, oc: OriginConnection) -> None:
+        """Request body client → origin, chunk by chunk with back-pressure."""
+        s = self.s
+        idle = self.cfg.idle_timeout
+        tap = self.req_tap
+        writer = oc.writer
+        send = oc.h11.send_with_data_passthrough
+        while True:
+            ev = await s._client_event(idle)
+            if type(ev) is h11.Data:
+                tap.update(ev.data)
+                writer.writelines(send(ev))
+                try:
+                    await writer.drain()
+                except OSError as exc:
+                    raise HttpError(502, f"origin reset the connection during the upload "
+                                         f"({exc.strerror or exc})") from None
+            elif type(ev) is h11.EndOfMessage:
+                writer.writelines(send(h11.EndOfMessage()))
+                try:
+                    await writer.drain()
+                except OSError as exc:
+                    raise HttpError(502, f"origin reset the connection "
+                                         f"({exc.strerror or exc})") from None
+                return
+            else:  # ConnectionClosed mid-body
+                raise _ClientGone("client closed the connection during the upload")
+
+    async def _origin_event(self, oc: OriginConnection, head: bool) -> Any:
+        conn = oc.h11
+        while True:
+            try:
+                ev = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if not head:
+                    raise _Abort(f"origin closed the connection mid-body ({exc})") from None
+                if not self.origin_answered:
+                    raise _OriginGone("origin closed the connection without responding") \
+                        from None
+                raise HttpError(502, f"origin sent an invalid response: {exc}") from None
+            if ev is not h11.NEED_DATA:
+                return ev
+            try:
+                data = await within(oc.reader.read(READ_SIZE), self.cfg.origin_timeout)
+            except TimeoutError:
+                if head:
+                    raise HttpError(504, f"origin did not answer within "
+                                         f"{self.cfg.origin_timeout:g}s") from None
+                raise _Abort(f"origin stopped sending the body for "
+                             f"{self.cfg.origin_timeout:g}s") from None
+            except OSError as exc:
+                if head:
+                    raise _OriginGone(f"origin reset the connection "
+                                      f"({exc.strerror or exc})") from None
+                raise _Abort(f"origin reset the connection mid-body "
+                             f"({exc.strerror or exc})") from None
+            if data:
+                self.origin_answered = True
+            conn.receive_data(data)
+
+    async def _response_head(self, oc: OriginConnection) -> h11.Response:
+        while True:
+            ev = await self._origin_event(oc, head=True)
+            if isinstance(ev, h11.Response):
+                return ev
+            if isinstance(ev, h11.InformationalResponse):
+                continue  # 1xx from the origin: we already answered 100 ourselves
+            if isinstance(ev, h11.ConnectionClosed):
+                raise _OriginGone("origin closed the connection without responding")
+            raise HttpError(502, f"origin sent an unexpected {type(ev).__name__}")
+
+    async def _download(self, oc: OriginConnection, resp: h11.Response) -> bool:
+        """Response origin → client, chunk by chunk with back-pressure."""
+        s = self.s
+        h = s.h
+        raw = resp.headers.raw_items()
+        self.set_response(resp.status_code, resp.reason, raw, resp.http_version)
+        headers = response_headers_downstream(raw)
+        t0 = time.perf_counter()
+        tap = self.resp_tap
+        stream = s.stream
+        try:
+            stream.write(h.send(h11.Response(status_code=resp.status_code, headers=headers,
+                                             reason=resp.reason)) or b"")
+            send = h.send_with_data_passthrough
+            while True:
+                ev = await self._origin_event(oc, head=False)
+                if type(ev) is h11.Data:
+                    tap.update(ev.data)
+                    pieces = send(ev)
+                    stream.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+                    await stream.drain()
+                elif type(ev) is h11.EndOfMessage:
+                    stream.write(h.send(h11.EndOfMessage()) or b"")
+                    break
+                else:
+                    raise _Abort("origin closed the connection mid-body")
+        except OSError as exc:
+            oc.close()
+            raise _ClientGone(str(exc)) from None
+        except BaseException:
+            oc.close()
+            raise
+        self.record["timings"]["receive_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        s.ctx.pool.release(oc)
+        return True
+
+    async def _tunnel(self, req: h11.Request) -> bool:
+        """CONNECT: an opaque byte pipe to an allowed port, counted both ways."""
+        s = self.s
+        cfg = self.cfg
+        host, port = parse_authority(req.target, None)
+        ev = await s._client_event(cfg.idle_timeout)
+        if not isinstance(ev, h11.EndOfMessage):
+            raise HttpError(400, "malformed CONNECT request")
+        if port not in cfg.connect_ports:
+            allowed = ", ".join(str(p) for p in sorted(cfg.connect_ports)) or "none"
+            raise HttpError(403, f"CONNECT to port {port} is not allowed (allowed: {allowed})")
+        t0 = time.perf_counter()
+        try:
+            oc = await s.ctx.pool.connect(host, port)
+        except OriginConnectError as exc:
+            raise HttpError(502, str(exc)) from None
+        except OriginConnectTimeout as exc:
+            raise HttpError(504, str(exc)) from None
+        self.record["timings"]["origin_connect_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        headers = [(b"Via", b"1.1 handshake-proxy")]
+        self.set_response(200, b"Connection established", headers)
+        s.stream.write(s.h.send(h11.Response(status_code=200, headers=headers,
+                                             reason=b"Connection established")) or b"")
+        tunnel = {"host": host, "port": port, "bytes_up": 0, "bytes_down": 0}
+        self.record["tunnel"] = tunnel
+        trailing, _closed = s.h.trailing_data
+        if trailing:
+            oc.writer.write(trailing)
+            tunnel["bytes_up"] += len(trailing)
+        idle = cfg.idle_timeout
+
+        async def up() -> None:
+            while True:
+                data = await within(s.stream.read(), idle)
+                if not data:
+                    if oc.writer.can_write_eof():
+                        oc.writer.write_eof()
+                    return
+                tunnel["bytes_up"] += len(data)
+                oc.writer.write(data)
+                await oc.writer.drain()
+
+        async def down() -> None:
+            while True:
+                data = await within(oc.reader.read(READ_SIZE), idle)
+                if not data:
+                    return
+                tunnel["bytes_down"] += len(data)
+                s.stream.write(data)
+                await s.stream.drain()
+
+        up_task = asyncio.ensure_future(up())
+        down_task = asyncio.ensure_future(down())
+        try:
+            done, _ = await asyncio.wait({up_task, down_task},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if up_task in done and not up_task.exception():
+                # Client finished sending; let the origin finish its answer.
+                await asyncio.wait({down_task}, timeout=cfg.origin_timeout)
+        finally:
+            for task in (up_task, down_task):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(up_task, down_task, return_exceptions=True)
+            oc.close()
+        for task in (up_task, down_task):
+            if not task.cancelled() and task.exception() is not None:
+                self.record["error"] = f"tunnel ended: {type(task.exception()).__name__}"
+        return False  # a tunnel ends its connection

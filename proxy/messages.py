@@ -1,0 +1,167 @@
+"""Pure helpers for proxying HTTP/1.1 messages: targets, hop-by-hop headers, error bodies.
+
+No I/O here, so each rule is easy to test on its own.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["HttpError", "Target", "parse_absolute_target", "parse_authority",
+           "request_headers_upstream", "response_headers_downstream", "error_response_parts",
+           "credentials_ok", "VIA", "REASONS"]
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 §7.6.1 and RFC 9112: never forwarded, plus whatever Connection names.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade",
+    b"proxy-authorization", b"proxy-authenticate",
+})
+# Transfer-Encoding is hop-by-hop as well, but we hand it (and Content-Length)
+# to h11, which re-frames the body itself on each side from these headers.
+VIA = (b"Via", b"1.1 handshake-proxy")
+
+REASONS = {
+    400: "Bad Request", 403: "Forbidden", 407: "Proxy Authentication Required",
+    408: "Request Timeout", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Gateway Timeout",
+}
+
+
+class HttpError(Exception):
+    """An exchange that ends with an error answer from the proxy itself."""
+
+    def __init__(self, status: int, message: str,
+                 extra_headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra_headers = list(extra_headers)
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    authority: bytes   # the Host header the origin gets: rebuilt from the URI
+    path: bytes        # origin-form: what the origin sees on its request line
+
+
+def parse_authority(authority: bytes, default_port: int | None) -> tuple[str, int]:
+    """``host[:port]`` or ``[v6]:port``; HttpError(400) when malformed."""
+    if not authority:
+        raise HttpError(400, "malformed request target: no host")
+    if b"@" in authority:
+        raise HttpError(400, "malformed request target: user info in the URL is not allowed")
+    if authority.startswith(b"["):
+        end = authority.find(b"]")
+        if end < 0:
+            raise HttpError(400, "malformed request target: unterminated IPv6 address")
+        host, rest = authority[1:end], authority[end + 1:]
+        if rest and not rest.startswith(b":"):
+            raise HttpError(400, "malformed request target: junk after the IPv6 address")
+        port_text = rest[1:] if rest else b""
+    else:
+        host, sep, port_text = authority.partition(b":")
+        if sep and not port_text:
+            raise HttpError(400, "malformed request target: empty port")
+    if not host:
+        raise HttpError(400, "malformed request target: no host")
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise HttpError(400, f"malformed request target: bad port {port_text.decode('latin-1')!r}")
+        port = int(port_text)
+    elif default_port is None:
+        raise HttpError(400, "malformed request target: CONNECT needs host:port")
+    else:
+        port = default_port
+    try:
+        host_text = host.decode("ascii")
+    except UnicodeDecodeError:
+        raise HttpError(400, "malformed request target: non-ASCII host") from None
+    return host_text, port
+
+
+def parse_absolute_target(target: bytes) -> Target:
+    """An absolute-form ``http://`` target (RFC 9112 §3.2.2) → where to connect and what to send."""
+    if target.startswith(b"/"):
+        raise HttpError(400, "origin-form request target: this is a forward proxy, send the "
+                             "absolute URL (GET http://host/path HTTP/1.1)")
+    scheme, sep, rest = target.partition(b"://")
+    if not sep:
+        raise HttpError(400, "malformed request target: expected http://host/path")
+    if scheme.lower() != b"http":
+        raise HttpError(400, f"unsupported scheme {scheme.decode('latin-1')!r}: only http:// "
+                             "URLs are forwarded (https goes through CONNECT)")
+    cut = len(rest)
+    for delim in (b"/", b"?", b"#"):
+        i = rest.find(delim)
+        if 0 <= i < cut:
+            cut = i
+    authority, path = rest[:cut], rest[cut:]
+    host, port = parse_authority(authority, 80)
+    path = path.partition(b"#")[0]  # a fragment is never sent to a server
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return Target(host, port, authority, path)
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return tokens
+
+
+def _strip_hop_by_hop(raw: list[tuple[bytes, bytes]], also: frozenset[bytes] = frozenset()
+                      ) -> Headers:
+    named = _connection_tokens(raw)
+    return [(n, v) for n, v in raw
+            if (low := n.lower()) not in HOP_BY_HOP and low not in named and low not in also]
+
+
+def request_headers_upstream(raw: list[tuple[bytes, bytes]], target: Target, client_ip: str,
+                             x_forwarded_for: bool, drop_expect: bool) -> Headers:
+    """What the origin gets: Host from the URI first, no hop-by-hop headers, our Via."""
+    also = frozenset({b"host", b"expect"}) if drop_expect else frozenset({b"host"})
+    out = [(b"Host", target.authority)]
+    out += _strip_hop_by_hop(raw, also)
+    out.append(VIA)
+    if x_forwarded_for:
+        out.append((b"X-Forwarded-For", client_ip.encode()))
+    return out
+
+
+def response_headers_downstream(raw: list[tuple[bytes, bytes]]) -> Headers:
+    out = _strip_hop_by_hop(raw)
+    out.append(VIA)
+    return out
+
+
+def error_response_parts(status: int, message: str, close: bool,
+                         extra: Iterable[tuple[bytes, bytes]] = ()) -> tuple[Headers, bytes]:
+    """Headers and a short text body naming the cause."""
+    body = f"{status} {REASONS.get(status, 'Error')}: {message}\n".encode()
+    headers: Headers = [
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Length", str(len(body)).encode()),
+        VIA,
+    ]
+    headers += extra
+    if close:
+        headers.append((b"Connection", b"close"))
+    return headers, body
+
+
+def credentials_ok(value: bytes | None, accepted: frozenset[bytes]) -> bool:
+    """Constant-time comparison against every accepted ``Basic ...`` value."""
+    if value is None:
+        return False
+    ok = False
+    for candidate in accepted:
+        ok |= hmac.compare_digest(value, candidate)
+    return ok

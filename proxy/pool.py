@@ -1,0 +1,102 @@
+"""Keep-alive connections to origins: a bounded idle pool per host:port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import h11
+
+from .streams import within
+
+__all__ = ["OriginConnection", "OriginPool", "OriginConnectError", "OriginConnectTimeout"]
+
+
+class OriginConnectError(Exception):
+    """The origin refused or could not be reached (answered with 502)."""
+
+
+class OriginConnectTimeout(Exception):
+    """The origin did not accept the connection in time (answered with 504)."""
+
+
+class OriginConnection:
+    __slots__ = ("key", "reader", "writer", "h11", "idle_since", "exchanges")
+
+    def __init__(self, key: tuple[str, int], reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.key = key
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_since = 0.0
+        self.exchanges = 0
+
+    def usable(self) -> bool:
+        """False if the origin closed it (or sent unasked-for bytes) while idle."""
+        return not (self.writer.transport.is_closing() or self.reader.at_eof()
+                    or len(self.reader._buffer) > 0)  # noqa: SLF001 - no public peek in asyncio
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class OriginPool:
+    def __init__(self, max_idle_per_origin: int, idle_timeout: float,
+                 connect_timeout: float) -> None:
+        self.max_idle = max_idle_per_origin
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self._idle: dict[tuple[str, int], list[OriginConnection]] = {}
+        self.opened = 0  # connections ever opened: tests read it to see reuse
+
+    async def acquire(self, host: str, port: int) -> tuple[OriginConnection, bool]:
+        """An idle pooled connection if one is still good (reused=True), else a new one."""
+        key = (host, port)
+        idle = self._idle.get(key)
+        now = time.monotonic()
+        while idle:
+            oc = idle.pop()  # most recently used first: least likely to have timed out
+            if oc.usable() and now - oc.idle_since < self.idle_timeout:
+                return oc, True
+            oc.close()
+        return await self.connect(host, port), False
+
+    async def connect(self, host: str, port: int) -> OriginConnection:
+        try:
+            reader, writer = await within(
+                asyncio.open_connection(host, port, limit=256 * 1024), self.connect_timeout)
+        except TimeoutError:
+            raise OriginConnectTimeout(
+                f"origin did not accept the connection within {self.connect_timeout:g}s "
+                f"({host}:{port})") from None
+        except OSError as exc:
+            reason = "refused the connection" if isinstance(exc, ConnectionRefusedError) \
+                else f"could not be reached: {exc.strerror or exc}"
+            raise OriginConnectError(f"origin {reason} ({host}:{port})") from None
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            # Small requests must not wait for Nagle's algorithm.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.opened += 1
+        return OriginConnection((host, port), reader, writer)
+
+    def release(self, oc: OriginConnection) -> None:
+        """Return a connection after a complete exchange; closes it if it cannot be reused."""
+        conn = oc.h11
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE and oc.usable():
+            conn.start_next_cycle()
+            idle = self._idle.setdefault(oc.key, [])
+            if len(idle) < self.max_idle:
+                oc.idle_since = time.monotonic()
+                oc.exchanges += 1
+                idle.append(oc)
+                return
+        oc.close()
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for oc in idle:
+                oc.close()
+        self._idle.clear()
