@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "Filter",
+    "body_file",
     "Record",
     "ShowOptions",
     "exchange_host",
@@ -370,7 +371,7 @@ class ShowOptions:
     bodies_dir: str | None = None
 
 
-def _body_file(body: Record, bodies_dir: str | None) -> Path | None:
+def body_file(body: Record, bodies_dir: str | None) -> Path | None:
     """The stored full body, by --bodies DIR and SHA-256 name first, else the logged path."""
     if bodies_dir and body.get("sha256"):
         candidate = Path(bodies_dir) / str(body["sha256"])
@@ -397,7 +398,7 @@ def _print_body(body: object, prefix: str, options: ShowOptions, paint: _Paint,
                 out: TextIO) -> None:
     if not isinstance(body, dict) or not body.get("size"):
         return
-    stored = _body_file(body, options.bodies_dir)
+    stored = body_file(body, options.bodies_dir)
     facts = f"{human_size(body.get('size'))}, sha256 {str(body.get('sha256', '-'))[:16]}…"
     if stored is not None:
         with open(stored, "rb") as f:
