@@ -14,11 +14,10 @@ On a fatal error the alert is queued in ``data_to_send()`` first, then a
 ``ProtocolError`` carrying it is raised; the connection stays failed.
 """
 
-from ._config import ClientConfig, KeyLogSink, ServerConfig
 from ._client import ClientConnection
+from ._config import ClientConfig, KeyLogSink, ServerConfig
 from ._constants import AlertDescription, AlertLevel, CipherSuite
 from ._errors import CertificateError, LocalProtocolError, ProtocolError, RemoteProtocolError
-from ._server import ServerConnection
 from ._events import (
     AlertReceived,
     ApplicationData,
@@ -31,6 +30,7 @@ from ._events import (
     ServerFinished,
     ServerHello,
 )
+from ._server import ServerConnection
 
 __all__ = [
     "AlertDescription",

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from . import _crypto
 from ._constants import CipherSuite
+from ._messages import encode_certificate
 
-__all__ = ["ServerConfig", "ClientConfig", "KeyLogSink"]
+__all__ = ["ClientConfig", "KeyLogSink", "ServerConfig"]
 
 # A key-log sink receives one NSS key-log line (no newline) per session.
 KeyLogSink = Callable[[str], None]
@@ -56,6 +57,7 @@ class ServerConfig:
     alpn_protocols: Sequence[str] = ("http/1.1",)
     keylog: KeyLogSink | None = None
     _chain_der: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+    _certificate_message: bytes = field(init=False, repr=False, compare=False)
     _leaf_summary: tuple[str, str, int, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +69,8 @@ class ServerConfig:
                                  MIN_RSA_BITS, MAX_RSA_BITS)
         object.__setattr__(self, "_chain_der",
                            tuple(_crypto.certificate_der(c) for c in self.certificate_chain))
+        # Encoded once: every handshake sends the same Certificate message.
+        object.__setattr__(self, "_certificate_message", encode_certificate(self._chain_der))
         object.__setattr__(self, "_leaf_summary",
                            _crypto.certificate_summary(self.certificate_chain[0]))
 

@@ -8,9 +8,11 @@ connection stays failed (STYLE.md: h2's way of closing on error).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 
+from ._config import KeyLogSink
 from ._constants import (
     MAX_HANDSHAKE_MESSAGE,
     TLS12,
@@ -30,7 +32,6 @@ from ._events import (
 )
 from ._keyschedule import TrafficKeys, compute_verify_data, keylog_line
 from ._record import RecordCipher, RecordLayer
-from ._config import KeyLogSink
 from ._state import CHANGE_CIPHER_SPEC, Role, State, next_state
 
 __all__ = ["Connection"]
@@ -242,10 +243,10 @@ class Connection:
         elif level is AlertLevel.fatal:
             self._read_closed = True
             self._state = State.FAILED
-            self._error = RemoteProtocolError(f"peer sent fatal alert {getattr(description, 'name', description)}",
-                                              AlertDescription(description_code)
-                                              if isinstance(description, AlertDescription)
-                                              else AlertDescription.internal_error)
+            name = getattr(description, "name", str(description))
+            known = description if isinstance(description, AlertDescription) else None
+            self._error = RemoteProtocolError(f"peer sent fatal alert {name}",
+                                              known or AlertDescription.internal_error)
             events.append(ConnectionClosed(clean=False))
 
     # --- sending --------------------------------------------------------------------
@@ -325,10 +326,9 @@ class Connection:
             return
         self._error = error
         self._state = State.FAILED
-        try:
+        # If the write cipher itself is exhausted, nothing more can be sent.
+        with contextlib.suppress(ProtocolError):
             self._send_alert(AlertLevel.fatal, error.alert)
-        except ProtocolError:
-            pass  # the write cipher itself is exhausted; nothing more can be sent
 
     def _check_not_failed(self) -> None:
         if self._error is not None:

@@ -20,11 +20,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509 import DNSName, IPAddress
 from cryptography.x509.verification import (
     Criticality,
-    DNSName,
     ExtensionPolicy,
-    IPAddress,
     PolicyBuilder,
     Store,
     VerificationError,
@@ -111,14 +110,39 @@ def certificate_summary(cert: x509.Certificate) -> tuple[str, str, int, bytes]:
 
 # --- PRF (RFC 5246 §5) -----------------------------------------------------
 
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
+
+
 def p_hash(hash_name: str, secret: bytes, seed: bytes, length: int) -> bytes:
-    """P_hash(secret, seed): HMAC chained until ``length`` bytes are produced."""
-    out = bytearray()
+    """P_hash(secret, seed): HMAC chained until ``length`` bytes are produced.
+
+    HMAC (RFC 2104) is spelled out over hashlib so the keyed inner and outer
+    states are computed once per call and copied per block: OpenSSL 3's
+    one-shot HMAC pays a setup cost on every call, which shows in the
+    handshake rate.
+    """
+    new = _HASHES[hash_name]
+    block_size = new().block_size
+    if len(secret) > block_size:
+        secret = new(secret).digest()
+    key = secret.ljust(block_size, b"\0")
+    inner, outer = new(key.translate(_IPAD)), new(key.translate(_OPAD))
+
+    def mac(message: bytes) -> bytes:
+        i = inner.copy()
+        i.update(message)
+        o = outer.copy()
+        o.update(i.digest())
+        return o.digest()
+
+    out = b""
     a = seed
     while len(out) < length:
-        a = hmac.digest(secret, a, hash_name)
-        out += hmac.digest(secret, a + seed, hash_name)
-    return bytes(out[:length])
+        a = mac(a)
+        out += mac(a + seed)
+    return out[:length]
 
 
 # --- RSA key transport (RFC 5246 §7.4.7.1) ---------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._constants import AlertDescription
 
-__all__ = ["ProtocolError", "LocalProtocolError", "RemoteProtocolError", "CertificateError"]
+__all__ = ["CertificateError", "LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
 
 
 class ProtocolError(Exception):

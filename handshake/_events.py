@@ -15,15 +15,15 @@ from typing import ClassVar
 from ._constants import AlertDescription, AlertLevel, CipherSuite
 
 __all__ = [
-    "Event",
-    "ClientHello",
-    "ServerHello",
-    "ClientFinished",
-    "ServerFinished",
-    "HandshakeComplete",
-    "ApplicationData",
     "AlertReceived",
+    "ApplicationData",
+    "ClientFinished",
+    "ClientHello",
     "ConnectionClosed",
+    "Event",
+    "HandshakeComplete",
+    "ServerFinished",
+    "ServerHello",
 ]
 
 

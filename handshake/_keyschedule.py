@@ -7,8 +7,14 @@ from dataclasses import dataclass
 from ._constants import GCM_SALT_LEN, MASTER_SECRET_LEN, VERIFY_DATA_LEN, CipherSuite
 from ._crypto import p_hash
 
-__all__ = ["TrafficKeys", "compute_master_secret", "derive_traffic_keys", "compute_verify_data",
-           "keylog_line", "prf"]
+__all__ = [
+    "TrafficKeys",
+    "compute_master_secret",
+    "compute_verify_data",
+    "derive_traffic_keys",
+    "keylog_line",
+    "prf",
+]
 
 
 def prf(suite: CipherSuite, secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:

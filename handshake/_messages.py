@@ -22,15 +22,15 @@ from ._errors import RemoteProtocolError
 
 __all__ = [
     "ClientHelloMessage",
-    "ServerHelloMessage",
     "Reader",
+    "ServerHelloMessage",
+    "decode_alpn",
     "decode_certificate",
     "decode_client_hello",
     "decode_client_key_exchange",
     "decode_finished",
     "decode_server_hello",
     "decode_server_name",
-    "decode_alpn",
     "encode_alpn",
     "encode_certificate",
     "encode_client_hello",
@@ -55,18 +55,26 @@ class Reader:
         self._what = what
 
     def _take(self, n: int) -> bytes:
-        end = self._pos + n
+        pos = self._pos
+        end = pos + n
         if end > len(self._data):
             raise _decode_error(self._what)
-        chunk = self._data[self._pos:end]
         self._pos = end
-        return chunk
+        return self._data[pos:end]
 
     def uint8(self) -> int:
-        return self._take(1)[0]
+        pos = self._pos
+        if pos >= len(self._data):
+            raise _decode_error(self._what)
+        self._pos = pos + 1
+        return self._data[pos]
 
     def uint16(self) -> int:
-        return int.from_bytes(self._take(2), "big")
+        pos = self._pos
+        if pos + 2 > len(self._data):
+            raise _decode_error(self._what)
+        self._pos = pos + 2
+        return (self._data[pos] << 8) | self._data[pos + 1]
 
     def uint24(self) -> int:
         return int.from_bytes(self._take(3), "big")
@@ -76,10 +84,15 @@ class Reader:
 
     def vector(self, length_bytes: int, minimum: int = 0, maximum: int | None = None) -> bytes:
         """A variable-length vector ``<minimum..maximum>`` with a 1-3 byte length prefix."""
-        n = int.from_bytes(self._take(length_bytes), "big")
-        if n < minimum or (maximum is not None and n > maximum):
+        data, pos = self._data, self._pos
+        start = pos + length_bytes
+        n = int.from_bytes(data[pos:start], "big")
+        end = start + n
+        if (start > len(data) or end > len(data) or n < minimum
+                or (maximum is not None and n > maximum)):
             raise _decode_error(self._what)
-        return self._take(n)
+        self._pos = end
+        return data[start:end]
 
     @property
     def remaining(self) -> int:
@@ -105,19 +118,27 @@ def decode_extensions(reader: Reader, what: str) -> list[tuple[int, bytes]]:
     """The optional extensions block at the end of a hello (RFC 5246 §7.4.1.2)."""
     if reader.remaining == 0:
         return []
-    block = Reader(reader.vector(2), what)
+    block = reader.vector(2)
+    reader.expect_end()
+    # Walked with plain offsets: this runs on every ClientHello, and the
+    # handshake rate is a product target.
     extensions: list[tuple[int, bytes]] = []
     seen: set[int] = set()
-    while block.remaining:
-        ext_type = block.uint16()
-        ext_data = block.vector(2)
+    pos, end = 0, len(block)
+    while pos < end:
+        if pos + 4 > end:
+            raise _decode_error(what)
+        ext_type = (block[pos] << 8) | block[pos + 1]
+        data_end = pos + 4 + ((block[pos + 2] << 8) | block[pos + 3])
+        if data_end > end:
+            raise _decode_error(what)
         # RFC 5246 §7.4.1.4: "There MUST NOT be more than one extension of the same type."
         if ext_type in seen:
             raise RemoteProtocolError(f"duplicate extension {ext_type} in {what}",
                                       AlertDescription.illegal_parameter)
         seen.add(ext_type)
-        extensions.append((ext_type, ext_data))
-    reader.expect_end()
+        extensions.append((ext_type, block[pos + 4:data_end]))
+        pos = data_end
     return extensions
 
 
@@ -170,7 +191,7 @@ def decode_supported_versions(data: bytes) -> tuple[int, ...]:
     reader.expect_end()
     if len(versions) % 2:
         raise _decode_error("supported_versions extension")
-    return tuple(int.from_bytes(versions[i:i + 2], "big") for i in range(0, len(versions), 2))
+    return struct.unpack(f"!{len(versions) // 2}H", versions)
 
 
 def decode_renegotiation_info(data: bytes) -> bytes:
@@ -221,7 +242,7 @@ def decode_client_hello(body: bytes) -> ClientHelloMessage:
     suites_raw = r.vector(2, 2, 2**16 - 2)
     if len(suites_raw) % 2:
         raise _decode_error(what)
-    suites = tuple(int.from_bytes(suites_raw[i:i + 2], "big") for i in range(0, len(suites_raw), 2))
+    suites = struct.unpack(f"!{len(suites_raw) // 2}H", suites_raw)
     compression = r.vector(1, 1)
     extensions = decode_extensions(r, what)
     return ClientHelloMessage(legacy_version, random, session_id, suites, compression, extensions)

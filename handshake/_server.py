@@ -31,7 +31,6 @@ from ._messages import (
     decode_server_name,
     decode_supported_versions,
     encode_alpn,
-    encode_certificate,
     encode_server_hello,
     frame,
 )
@@ -154,7 +153,7 @@ class ServerConnection(Connection):
         hello = ServerHelloMessage(TLS12, self._server_random, b"", suite, 0, extensions)
         flight = bytearray()
         self._send_handshake(HandshakeType.server_hello, encode_server_hello(hello), flight)
-        self._send_handshake(HandshakeType.certificate, encode_certificate(self.config._chain_der),
+        self._send_handshake(HandshakeType.certificate, self.config._certificate_message,
                              flight)
         self._send_handshake(HandshakeType.server_hello_done, _SERVER_HELLO_DONE, flight)
         self._records.version_fixed = True

@@ -14,7 +14,7 @@ import enum
 from ._constants import AlertDescription, HandshakeType
 from ._errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["State", "Role", "CHANGE_CIPHER_SPEC", "next_state", "sender_of"]
+__all__ = ["CHANGE_CIPHER_SPEC", "Role", "State", "next_state", "sender_of"]
 
 
 class Role(enum.Enum):
@@ -75,7 +75,8 @@ def next_state(state: State, sender: Role, message: Message, *, local_role: Role
     entry = _TRANSITIONS.get(state)
     if entry is not None and entry[0] is sender and entry[1] == message:
         return entry[2]
-    text = f"{_name(message)} from the {sender.value} in state '{state.value}' (we are the {local_role.value})"
+    text = (f"{_name(message)} from the {sender.value} in state '{state.value}' "
+            f"(we are the {local_role.value})")
     if sender is local_role:
         raise LocalProtocolError(f"cannot send {text}", AlertDescription.internal_error)
     raise RemoteProtocolError(f"unexpected {text}", AlertDescription.unexpected_message)
