@@ -170,19 +170,24 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
 
 
 def _status_matcher(text: str) -> Callable[[int | None], bool]:
-    tests: list[Callable[[int | None], bool]] = []
+    codes: set[int] = set()
+    classes: set[int] = set()
+    errors = False  # "error": exchanges that got no response at all
     for part in (p.strip().lower() for p in text.split(",")):
         if part == "error":
-            tests.append(lambda s: s is None)
+            errors = True
         elif re.fullmatch(r"[1-5]xx", part):
-            cls = int(part[0])
-            tests.append(lambda s, cls=cls: s is not None and s // 100 == cls)
+            classes.add(int(part[0]))
         elif re.fullmatch(r"\d{3}", part):
-            code = int(part)
-            tests.append(lambda s, code=code: s == code)
+            codes.add(int(part))
         else:
             raise ValueError(f"--status {text!r}: expected codes or classes like 404,5xx or 'error'")
-    return lambda status: any(test(status) for test in tests)
+
+    def matches(status: int | None) -> bool:
+        if status is None:
+            return errors
+        return status in codes or status // 100 in classes
+    return matches
 
 
 def record_time(record: Record) -> dt.datetime | None:
