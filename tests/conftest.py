@@ -60,3 +60,249 @@ def require_binary(name: str) -> str:
     if path is None:
         pytest.fail(f"{name} is not installed; .ci/run installs it")
     return path
+
+
+# -- handshake tests: real peers on 127.0.0.1 --------------------------------------------------
+# Our ServerConnection behind a real TCP socket (one thread per served connection), our
+# ClientConnection driven over a socket, and `openssl s_server` as a subprocess.
+
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+
+from handshake import (  # noqa: E402
+    ApplicationData,
+    ClientConnection,
+    ConnectionClosed,
+    Event,
+    HandshakeComplete,
+    ProtocolError,
+    ServerConnection,
+)
+
+IO_TIMEOUT = 10.0
+
+
+class OurServer:
+    """Serves one TLS connection with our ServerConnection in a thread.
+
+    Every ApplicationData is answered with ``reply(data)`` (default: echo);
+    with ``close_after_reply`` the server sends close_notify after its first
+    reply. A clean close from the peer is answered with close_notify.
+    """
+
+    def __init__(self, config: ServerConfig, *, reply: Callable[[bytes], bytes] = bytes,
+                 close_after_reply: bool = False) -> None:
+        self.config = config
+        self.reply = reply
+        self.close_after_reply = close_after_reply
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(IO_TIMEOUT)
+        self.port: int = self.listener.getsockname()[1]
+        self.events: list[Event] = []
+        self.received = b""
+        self.error: BaseException | None = None
+        self.connection: ServerConnection | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> OurServer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except OSError as exc:
+            self.error = exc
+            return
+        with sock:
+            sock.settimeout(IO_TIMEOUT)
+            conn = self.connection = ServerConnection(self.config)
+            try:
+                self._serve(sock, conn)
+            except ProtocolError as exc:
+                self.error = exc
+                try:
+                    sock.sendall(conn.data_to_send())
+                except OSError:
+                    pass
+            except BaseException as exc:  # reported by join()
+                self.error = exc
+
+    def _serve(self, sock: socket.socket, conn: ServerConnection) -> None:
+        done = False
+        while not done:
+            data = sock.recv(65536)
+            events = conn.receive_data(data)
+            self.events.extend(events)
+            for event in events:
+                if isinstance(event, ApplicationData):
+                    self.received += event.data
+                    if not done:
+                        conn.send_application_data(self.reply(event.data))
+                        if self.close_after_reply:
+                            conn.close()
+                            done = True
+                elif isinstance(event, ConnectionClosed):
+                    if event.clean and not done:
+                        conn.close()
+                    done = True
+            sock.sendall(conn.data_to_send())
+            if not data:
+                done = True
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(2)
+            while sock.recv(65536):  # let the peer finish reading before we close
+                pass
+        except OSError:
+            pass
+
+    def join(self) -> None:
+        self._thread.join(IO_TIMEOUT + 5)
+        assert not self._thread.is_alive(), "our server thread did not finish"
+
+    def stop(self) -> None:
+        self.listener.close()
+        self._thread.join(IO_TIMEOUT + 5)
+
+    @property
+    def session(self) -> HandshakeComplete:
+        completes = [e for e in self.events if isinstance(e, HandshakeComplete)]
+        assert len(completes) == 1, self.events
+        return completes[0]
+
+
+@pytest.fixture
+def our_server() -> Iterator[Callable[..., OurServer]]:
+    """A factory: ``our_server(config, reply=..., close_after_reply=...)`` → started OurServer."""
+    servers: list[OurServer] = []
+
+    def start(config: ServerConfig, **options: object) -> OurServer:
+        server = OurServer(config, **options)  # type: ignore[arg-type]
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def drive_client(conn: ClientConnection, sock: socket.socket,
+                 until: Callable[[list[Event]], bool]) -> list[Event]:
+    """Pump bytes between our client and the socket until ``until(all events so far)``."""
+    events: list[Event] = []
+    sock.settimeout(IO_TIMEOUT)
+    while True:
+        out = conn.data_to_send()
+        if out:
+            sock.sendall(out)
+        if until(events):
+            return events
+        data = sock.recv(65536)
+        events += conn.receive_data(data)
+        if not data and not until(events):
+            raise AssertionError(f"EOF from the peer before the condition; events: {events}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class OpenSSLServer:
+    """``openssl s_server -tls1_2 -rev`` on 127.0.0.1 (answers each line reversed)."""
+
+    def __init__(self, cert: Path, key: Path, *extra: str, keylog: Path | None = None) -> None:
+        self.port = free_port()
+        args = [require_binary("openssl"), "s_server", "-tls1_2", "-accept",
+                f"127.0.0.1:{self.port}", "-cert", str(cert), "-key", str(key), "-rev",
+                "-naccept", "1", *extra]
+        if keylog is not None:
+            args += ["-keylogfile", str(keylog)]
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._wait_for("ACCEPT")
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.decode(errors="replace"))
+
+    def _wait_for(self, text: str) -> None:
+        deadline = time.monotonic() + IO_TIMEOUT
+        while not any(text in line for line in self.lines):
+            if self.process.poll() is not None and not self._reader.is_alive():
+                raise AssertionError(f"openssl s_server exited: {''.join(self.lines)}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"openssl s_server never printed {text!r}")
+            time.sleep(0.02)
+
+    def stop(self) -> str:
+        """Kill the server (if still running) and return everything it printed."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=IO_TIMEOUT)
+        self._reader.join(IO_TIMEOUT)
+        return "".join(self.lines)
+
+
+@pytest.fixture
+def openssl_server() -> Iterator[Callable[..., OpenSSLServer]]:
+    """A factory: ``openssl_server(cert, key, *args, keylog=None)``; killed after the test."""
+    servers: list[OpenSSLServer] = []
+
+    def start(cert: Path, key: Path, *extra: str, keylog: Path | None = None) -> OpenSSLServer:
+        server = OpenSSLServer(cert, key, *extra, keylog=keylog)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+class MemoryPair:
+    """Our client and our server wired back to back in memory (h11's ConnectionPair idea)."""
+
+    def __init__(self, client_config: ClientConfig, server_config: ServerConfig) -> None:
+        self.client = ClientConnection(client_config)
+        self.server = ServerConnection(server_config)
+        self.client_events: list[Event] = []
+        self.server_events: list[Event] = []
+
+    def start(self) -> MemoryPair:
+        self.client_events += self.client.start_handshake()
+        return self
+
+    def pump(self) -> None:
+        """Move bytes both ways until neither side has anything to send."""
+        while True:
+            to_server = self.client.data_to_send()
+            if to_server:
+                self.server_events += self.server.receive_data(to_server)
+            to_client = self.server.data_to_send()
+            if to_client:
+                self.client_events += self.client.receive_data(to_client)
+            if not to_server and not to_client:
+                return
+
+    @classmethod
+    def connected(cls, client_config: ClientConfig, server_config: ServerConfig) -> MemoryPair:
+        pair = cls(client_config, server_config).start()
+        pair.pump()
+        assert pair.client.handshake_complete and pair.server.handshake_complete
+        return pair
+
+    def application_data(self, side: str) -> bytes:
+        """All application bytes the given side ("client"/"server") has received so far."""
+        events = self.client_events if side == "client" else self.server_events
+        return b"".join(e.data for e in events if isinstance(e, ApplicationData))

@@ -1,0 +1,391 @@
+"""Issue 2, point 6: bad input gets the alert a real peer expects, one test per rule.
+
+Each test sends hand-made bytes (tests/tls_wire.py, written from RFC 5246) to a
+ServerConnection in memory and checks three things: the library raised its
+own ``RemoteProtocolError`` carrying the alert, the alert record it queued in
+``data_to_send()`` says the same (decrypted with the hand-made client's keys
+once the server protects its records), and nothing else was queued.
+"""
+
+from __future__ import annotations
+
+import pytest
+import tls_wire as wire
+
+from handshake import (
+    AlertDescription,
+    ApplicationData,
+    ProtocolError,
+    RemoteProtocolError,
+    ServerConfig,
+    ServerConnection,
+)
+
+AD = AlertDescription
+FATAL = 2
+WARNING = 1
+
+
+def expect_plaintext_alert(server: ServerConnection, data: bytes,
+                           *allowed: AlertDescription) -> RemoteProtocolError:
+    """Feed ``data``; the server must raise RemoteProtocolError and queue one plaintext alert."""
+    with pytest.raises(ProtocolError) as info:
+        server.receive_data(data)
+    error = info.value
+    assert isinstance(error, RemoteProtocolError), f"{type(error).__name__}: {error}"
+    assert error.alert in allowed, f"alert {error.alert.name}, expected one of {allowed}"
+    queued = server.data_to_send()
+    level, description = wire.alert_of(queued)
+    assert (level, description) == (FATAL, error.alert), (
+        f"queued alert {queued.hex()} does not match the raised {error.alert.name}")
+    return error
+
+
+def expect_encrypted_alert(server: ServerConnection, client: wire.ManualClient, data: bytes,
+                           *allowed: AlertDescription) -> RemoteProtocolError:
+    """As expect_plaintext_alert, after the handshake: the alert is sealed with the server's keys."""
+    with pytest.raises(ProtocolError) as info:
+        server.receive_data(data)
+    error = info.value
+    assert isinstance(error, RemoteProtocolError), f"{type(error).__name__}: {error}"
+    assert error.alert in allowed, f"alert {error.alert.name}, expected one of {allowed}"
+    records = client.open_all(server.data_to_send())
+    assert records == [(wire.ALERT, bytes([FATAL, error.alert]))], records
+    return error
+
+
+def started(server_config: ServerConfig) -> tuple[ServerConnection, wire.ManualClient]:
+    """A server that has answered a good ClientHello; the client has read its flight."""
+    server = ServerConnection(server_config)
+    client = wire.ManualClient()
+    server.receive_data(client.hello())
+    client.read_server_hello_flight(server.data_to_send())
+    return server, client
+
+
+def established(server_config: ServerConfig) -> tuple[ServerConnection, wire.ManualClient]:
+    server = ServerConnection(server_config)
+    client = wire.ManualClient()
+    client.handshake_with(server)
+    assert server.handshake_complete
+    return server, client
+
+
+def hello_record(**options: object) -> bytes:
+    return wire.handshake_records(wire.client_hello(**options))
+
+
+# -- the hand-made client itself works (so a failure below is the rule, not the harness) -------
+
+@pytest.mark.parametrize("suite", [wire.AES128_GCM_SHA256, wire.AES256_GCM_SHA384])
+def test_hand_made_client_completes_a_handshake(server_config: ServerConfig, suite: int) -> None:
+    server = ServerConnection(server_config)
+    client = wire.ManualClient(cipher_suites=[suite])
+    client.handshake_with(server)
+    assert server.session is not None and server.session.cipher_suite == suite
+    server.receive_data(client.seal(wire.APPLICATION_DATA, b"ping"))
+    server.send_application_data(b"pong")
+    assert client.open_all(server.data_to_send()) == [(wire.APPLICATION_DATA, b"pong")]
+
+
+def test_hand_made_client_without_ems(server_config: ServerConfig) -> None:
+    server = ServerConnection(server_config)
+    client = wire.ManualClient(extensions=wire.default_extensions(ems=False))
+    client.handshake_with(server)
+    assert server.session is not None and not server.session.extended_master_secret
+
+
+# -- records -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("garbage", [
+    b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    bytes(range(256)) * 4,
+    b"\x00" * 64,
+], ids=["http-request", "byte-ramp", "zeros"])
+def test_garbage_instead_of_a_record(server_config: ServerConfig, garbage: bytes) -> None:
+    expect_plaintext_alert(ServerConnection(server_config), garbage,
+                           AD.unexpected_message, AD.decode_error, AD.protocol_version)
+
+
+def test_unknown_content_type(server_config: ServerConfig) -> None:
+    expect_plaintext_alert(ServerConnection(server_config), wire.record(99, b"\x01\x00"),
+                           AD.unexpected_message)
+
+
+def test_unknown_content_type_after_the_handshake(server_config: ServerConfig) -> None:
+    server, client = established(server_config)
+    expect_encrypted_alert(server, client, client.seal(99, b"hello"), AD.unexpected_message)
+
+
+def test_plaintext_record_over_the_size_limit(server_config: ServerConfig) -> None:
+    # RFC 5246 §6.2.1: TLSPlaintext.length MUST NOT exceed 2^14.
+    body = wire.client_hello_body(extensions=[wire.extension(0x1234, b"\x00" * 2**14)])
+    oversized = wire.record(wire.HANDSHAKE, wire.handshake_message(wire.CLIENT_HELLO, body))
+    assert len(oversized) - 5 > 2**14
+    expect_plaintext_alert(ServerConnection(server_config), oversized, AD.record_overflow)
+
+
+def test_ciphertext_record_over_the_size_limit(server_config: ServerConfig) -> None:
+    # RFC 5246 §6.2.3: TLSCiphertext.length MUST NOT exceed 2^14 + 2048.
+    server, client = established(server_config)
+    oversized = wire.record(wire.APPLICATION_DATA, b"\x00" * (2**14 + 2048 + 1))
+    expect_encrypted_alert(server, client, oversized, AD.record_overflow)
+
+
+def test_decrypted_record_over_the_size_limit(server_config: ServerConfig) -> None:
+    # A record that authenticates but holds 2^14 + 1 bytes of plaintext.
+    server, client = established(server_config)
+    oversized = client.seal(wire.APPLICATION_DATA, b"x" * (2**14 + 1))
+    expect_encrypted_alert(server, client, oversized, AD.record_overflow)
+
+
+# -- ClientHello -------------------------------------------------------------------------------
+
+def test_client_hello_with_no_supported_suite(server_config: ServerConfig) -> None:
+    # TLS_RSA_WITH_AES_128_CBC_SHA, ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_AES_128_GCM_SHA256
+    record = hello_record(cipher_suites=[0x002F, 0xC02F, 0x1301])
+    expect_plaintext_alert(ServerConnection(server_config), record, AD.handshake_failure)
+
+
+def test_client_hello_offering_only_tls13(server_config: ServerConfig) -> None:
+    exts = wire.default_extensions() + [wire.ext_supported_versions([wire.TLS13])]
+    record = hello_record(extensions=exts)
+    expect_plaintext_alert(ServerConnection(server_config), record, AD.protocol_version)
+
+
+def test_client_hello_offering_only_tls11(server_config: ServerConfig) -> None:
+    record = hello_record(version=0x0302)
+    expect_plaintext_alert(ServerConnection(server_config), record, AD.protocol_version)
+
+
+def test_client_hello_offering_tls13_and_tls12_gets_tls12(server_config: ServerConfig) -> None:
+    exts = wire.default_extensions() + [wire.ext_supported_versions([wire.TLS13, wire.TLS12])]
+    server = ServerConnection(server_config)
+    client = wire.ManualClient(extensions=exts)
+    client.handshake_with(server)
+    assert server.session is not None and server.session.version == wire.TLS12
+
+
+@pytest.mark.parametrize("methods", [b"\x01", b"\x01\x40"], ids=["deflate", "deflate-lzs"])
+def test_client_hello_without_null_compression(server_config: ServerConfig,
+                                               methods: bytes) -> None:
+    # RFC 5246 §7.4.1.2: the list MUST contain null; a server can only refuse.
+    record = hello_record(compression_methods=methods)
+    expect_plaintext_alert(ServerConnection(server_config), record,
+                           AD.illegal_parameter, AD.decode_error, AD.handshake_failure)
+
+
+@pytest.mark.parametrize("duplicate", [
+    wire.ext_extended_master_secret(),
+    wire.ext_server_name("localhost"),
+    wire.extension(0x1234, b"unknown"),
+], ids=["extended_master_secret", "server_name", "unknown-extension"])
+def test_client_hello_with_a_duplicate_extension(server_config: ServerConfig,
+                                                 duplicate: bytes) -> None:
+    # RFC 5246 §7.4.1.4: there MUST NOT be more than one extension of the same type.
+    exts = [e for e in wire.default_extensions() if e != duplicate]
+    record = hello_record(extensions=[duplicate, *exts, duplicate])
+    expect_plaintext_alert(ServerConnection(server_config), record,
+                           AD.illegal_parameter, AD.decode_error)
+
+
+def test_client_hello_offering_only_another_application_protocol(
+        server_config: ServerConfig) -> None:
+    exts = [e for e in wire.default_extensions() if not e.startswith(wire.u16(wire.EXT_ALPN))]
+    record = hello_record(extensions=exts + [wire.ext_alpn(["h2", "spdy/3"])])
+    expect_plaintext_alert(ServerConnection(server_config), record, AD.no_application_protocol)
+
+
+def test_legacy_record_version_on_the_first_client_hello_is_accepted(
+        server_config: ServerConfig) -> None:
+    # RFC 5246 Appendix E.1: a client may put 0x0301 in the first record's version.
+    server = ServerConnection(server_config)
+    server.receive_data(wire.record(wire.HANDSHAKE, wire.client_hello(), version=0x0301))
+    wire.ManualClient().read_server_hello_flight(server.data_to_send())
+
+
+# -- truncated messages ------------------------------------------------------------------------
+
+def client_hello_body_lengths_that_are_complete(body: bytes) -> set[int]:
+    """Prefix lengths at which a ClientHello body is itself valid: right after
+    compression_methods (RFC 5246 §7.4.1.2: the extensions block may be absent)."""
+    session_id_end = 2 + 32 + 1 + body[34]
+    suites_end = session_id_end + 2 + int.from_bytes(body[session_id_end:session_id_end + 2],
+                                                     "big")
+    return {suites_end + 1 + body[suites_end]}
+
+
+def test_client_hello_truncated_at_every_length(server_config: ServerConfig) -> None:
+    body = wire.client_hello_body()
+    complete = client_hello_body_lengths_that_are_complete(body)
+    failures = []
+    for length in range(len(body)):
+        if length in complete:
+            continue
+        truncated = wire.handshake_message(wire.CLIENT_HELLO, body[:length])
+        server = ServerConnection(server_config)
+        try:
+            server.receive_data(wire.record(wire.HANDSHAKE, truncated))
+        except RemoteProtocolError as error:
+            queued = server.data_to_send()
+            if error.alert is not AD.decode_error or wire.alert_of(queued) != (FATAL, 50):
+                failures.append(f"{length}: {error.alert.name}, queued {queued.hex()}")
+        except Exception as error:  # noqa: BLE001 - the point is: nothing but our own error
+            failures.append(f"{length}: {type(error).__name__}: {error}")
+        else:
+            failures.append(f"{length}: no error, queued {server.data_to_send().hex()}")
+    assert not failures, (f"ClientHello body of {len(body)} bytes, truncated to ...: "
+                          + "; ".join(failures))
+
+
+def test_client_hello_without_extensions_is_a_complete_message(
+        server_config: ServerConfig) -> None:
+    # The one prefix the truncation test skips: it must be served, not refused.
+    body = wire.client_hello_body()
+    (length,) = client_hello_body_lengths_that_are_complete(body)
+    server = ServerConnection(server_config)
+    server.receive_data(wire.record(wire.HANDSHAKE,
+                                    wire.handshake_message(wire.CLIENT_HELLO, body[:length])))
+    wire.ManualClient().read_server_hello_flight(server.data_to_send())
+
+
+def test_client_key_exchange_truncated_at_every_length(server_config: ServerConfig) -> None:
+    server, client = started(server_config)
+    encrypted = client.encrypt_pre_master_secret(client.good_pre_master_secret())
+    body = wire.vec16(encrypted)
+    failures = []
+    for length in range(len(body)):
+        server, client = started(server_config)
+        message = wire.handshake_message(wire.CLIENT_KEY_EXCHANGE, body[:length])
+        try:
+            server.receive_data(wire.record(wire.HANDSHAKE, message))
+        except RemoteProtocolError as error:
+            queued = server.data_to_send()
+            if error.alert is not AD.decode_error or wire.alert_of(queued) != (FATAL, 50):
+                failures.append(f"{length}: {error.alert.name}, queued {queued.hex()}")
+        except Exception as error:  # noqa: BLE001
+            failures.append(f"{length}: {type(error).__name__}: {error}")
+        else:
+            failures.append(f"{length}: no error, queued {server.data_to_send().hex()}")
+    assert not failures, "ClientKeyExchange truncated to ...: " + "; ".join(failures)
+
+
+# -- out of order ------------------------------------------------------------------------------
+
+def test_application_data_before_the_handshake(server_config: ServerConfig) -> None:
+    expect_plaintext_alert(ServerConnection(server_config),
+                           wire.record(wire.APPLICATION_DATA, b"GET / HTTP/1.1\r\n\r\n"),
+                           AD.unexpected_message)
+
+
+def test_application_data_before_finished(server_config: ServerConfig) -> None:
+    server, client = started(server_config)
+    expect_plaintext_alert(server, wire.record(wire.APPLICATION_DATA, b"early data"),
+                           AD.unexpected_message)
+
+
+def test_application_data_between_key_exchange_and_finished(server_config: ServerConfig) -> None:
+    server, client = started(server_config)
+    server.receive_data(client.key_exchange() + client.change_cipher_spec())
+    assert server.data_to_send() == b""
+    # Properly sealed under the new keys, but the Finished has not come yet.
+    expect_plaintext_alert(server, client.seal(wire.APPLICATION_DATA, b"early data"),
+                           AD.unexpected_message)
+
+
+def test_change_cipher_spec_before_key_exchange(server_config: ServerConfig) -> None:
+    server, client = started(server_config)
+    expect_plaintext_alert(server, client.change_cipher_spec(), AD.unexpected_message)
+
+
+def test_handshake_message_interleaved_with_another_content_type(
+        server_config: ServerConfig) -> None:
+    # DESIGN §2: no interleaving of other content types inside a fragmented handshake message.
+    message = wire.client_hello()
+    interleaved = (wire.record(wire.HANDSHAKE, message[:20])
+                   + wire.record(wire.ALERT, bytes([WARNING, 0x5A]))  # user_canceled
+                   + wire.record(wire.HANDSHAKE, message[20:]))
+    expect_plaintext_alert(ServerConnection(server_config), interleaved, AD.unexpected_message)
+
+
+def test_wrong_finished(server_config: ServerConfig) -> None:
+    server, client = started(server_config)
+    server.receive_data(client.key_exchange() + client.change_cipher_spec())
+    wrong = bytearray(client.verify_data(b"client finished"))
+    wrong[0] ^= 0x01
+    # Sealed with the right keys: the record authenticates, the verify_data does not.
+    expect_plaintext_alert(server, client.finished(verify_data=bytes(wrong)), AD.decrypt_error)
+
+
+def test_finished_of_the_wrong_length(server_config: ServerConfig) -> None:
+    server, client = started(server_config)
+    server.receive_data(client.key_exchange() + client.change_cipher_spec())
+    right = client.verify_data(b"client finished")
+    expect_plaintext_alert(server, client.finished(verify_data=right[:11]),
+                           AD.decode_error, AD.decrypt_error)
+
+
+# -- protected records -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["explicit-nonce", "ciphertext", "tag"])
+def test_flipped_bit_in_a_protected_record(server_config: ServerConfig, where: str) -> None:
+    server, client = established(server_config)
+    record = bytearray(client.seal(wire.APPLICATION_DATA, b"GET / HTTP/1.1\r\n\r\n"))
+    index = {"explicit-nonce": 5 + 3, "ciphertext": 5 + 8 + 4, "tag": len(record) - 1}[where]
+    record[index] ^= 0x04
+    expect_encrypted_alert(server, client, bytes(record), AD.bad_record_mac)
+
+
+def test_flipped_bit_in_the_client_finished(server_config: ServerConfig) -> None:
+    server, client = started(server_config)
+    server.receive_data(client.key_exchange() + client.change_cipher_spec())
+    record = bytearray(client.finished())
+    record[5 + 8 + 2] ^= 0x80
+    # The server has not sent its ChangeCipherSpec yet: the alert goes out in plaintext.
+    expect_plaintext_alert(server, bytes(record), AD.bad_record_mac)
+
+
+def test_replayed_record(server_config: ServerConfig) -> None:
+    server, client = established(server_config)
+    record = client.seal(wire.APPLICATION_DATA, b"once")
+    assert server.receive_data(record) == [ApplicationData(b"once")]
+    # Same bytes again: the sequence number in the additional data no longer matches.
+    expect_encrypted_alert(server, client, record, AD.bad_record_mac)
+
+
+# -- renegotiation -----------------------------------------------------------------------------
+
+def test_renegotiation_attempt_after_the_handshake(server_config: ServerConfig) -> None:
+    server, client = established(server_config)
+    # RFC 5746 §3.5: a renegotiating ClientHello carries the previous client verify_data.
+    exts = [e for e in wire.default_extensions()
+            if not e.startswith(wire.u16(wire.EXT_RENEGOTIATION_INFO))]
+    hello = wire.client_hello(extensions=exts + [
+        wire.ext_renegotiation_info(client.client_verify_data)])
+    renegotiation = client.seal(wire.HANDSHAKE, hello)
+    try:
+        events = server.receive_data(renegotiation)
+    except ProtocolError as error:
+        # A fatal refusal: RemoteProtocolError carrying no_renegotiation, alert sealed.
+        assert isinstance(error, RemoteProtocolError), repr(error)
+        assert error.alert is AD.no_renegotiation, error.alert.name
+        records = client.open_all(server.data_to_send())
+        assert records == [(wire.ALERT, bytes([FATAL, AD.no_renegotiation]))], records
+    else:
+        # RFC 5246 §7.2.2: no_renegotiation "is always a warning"; the connection goes on.
+        records = client.open_all(server.data_to_send())
+        assert records == [(wire.ALERT, bytes([WARNING, AD.no_renegotiation]))], (records, events)
+        assert server.receive_data(client.seal(wire.APPLICATION_DATA, b"still here")) == [
+            ApplicationData(b"still here")]
+
+
+# -- after an error ----------------------------------------------------------------------------
+
+def test_the_connection_stays_failed(server_config: ServerConfig) -> None:
+    server = ServerConnection(server_config)
+    expect_plaintext_alert(server, wire.record(99, b"\x01\x00"), AD.unexpected_message)
+    with pytest.raises(ProtocolError):
+        server.receive_data(hello_record())
+    with pytest.raises(ProtocolError):
+        server.send_application_data(b"x")
+    assert server.data_to_send() == b""

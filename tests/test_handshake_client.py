@@ -1,0 +1,238 @@
+"""Issue 2, point 3: our client against ``openssl s_server -tls1_2`` and a Python ``ssl`` server.
+
+The handshake, chain and hostname/IP verification, data both ways, clean
+close. Then the refusals: an untrusted CA, an expired certificate and a
+wrong hostname each end the handshake on our side with a certificate alert
+(bad_certificate / certificate_unknown, or the more precise unknown_ca /
+certificate_expired) and a CertificateError whose ``reason`` says which.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import tls_wire as wire
+from conftest import (
+    IO_TIMEOUT,
+    CertFiles,
+    MemoryPair,
+    OpenSSLServer,
+    drive_client,
+    make_cert_files,
+)
+
+from handshake import (
+    AlertDescription,
+    AlertReceived,
+    ApplicationData,
+    CertificateError,
+    CipherSuite,
+    ClientConfig,
+    ClientConnection,
+    ConnectionClosed,
+    Event,
+    HandshakeComplete,
+    ProtocolError,
+    RemoteProtocolError,
+    ServerConfig,
+    ServerConnection,
+    ServerHello,
+)
+
+SUITES = [CipherSuite.TLS_RSA_WITH_AES_128_GCM_SHA256, CipherSuite.TLS_RSA_WITH_AES_256_GCM_SHA384]
+CERTIFICATE_ALERTS = {AlertDescription.bad_certificate, AlertDescription.certificate_unknown,
+                      AlertDescription.unknown_ca, AlertDescription.certificate_expired}
+
+
+def completed(events: list[Event]) -> bool:
+    return any(isinstance(e, HandshakeComplete) for e in events)
+
+
+def received(events: list[Event]) -> bytes:
+    return b"".join(e.data for e in events if isinstance(e, ApplicationData))
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.openssl_name)
+@pytest.mark.parametrize("server_name", ["localhost", "127.0.0.1"])
+def test_our_client_against_openssl_s_server(certs: CertFiles,
+                                             openssl_server: Callable[..., OpenSSLServer],
+                                             suite: CipherSuite, server_name: str) -> None:
+    server = openssl_server(certs.chain_pem, certs.key_pem, "-cipher", suite.openssl_name)
+    conn = ClientConnection(ClientConfig.from_ca_file(certs.ca_pem, server_name,
+                                                      cipher_suites=[suite]))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        events = conn.start_handshake()
+        events += drive_client(conn, sock, completed)
+        hello = next(e for e in events if isinstance(e, ServerHello))
+        assert hello.certificate_verified
+        assert hello.certificate_key_bits == 2048
+        assert conn.session is not None
+        assert conn.session.cipher_suite is suite
+        assert conn.session.version == 0x0303
+        assert conn.session.extended_master_secret  # OpenSSL offers and accepts RFC 7627
+        conn.send_application_data(b"hello\n")
+        # s_server -rev answers each line reversed.
+        events = drive_client(conn, sock, lambda ev: received(ev).endswith(b"olleh\n"))
+        conn.close()
+        sock.sendall(conn.data_to_send())
+        server.process.wait(timeout=IO_TIMEOUT)
+    out = server.stop()
+    assert "CONNECTION CLOSED" in out, out
+    assert f"Ciphersuite: {suite.openssl_name}" in out, out
+
+
+class PythonSSLServer:
+    """Python's ``ssl`` as the server: reads a message, answers it upside down, then closes."""
+
+    def __init__(self, certs: CertFiles, ciphers: str) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.maximum_version = ssl.TLSVersion.TLSv1_2
+        self.context.set_ciphers(ciphers)
+        self.context.load_cert_chain(str(certs.chain_pem), str(certs.key_pem))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(IO_TIMEOUT)
+        self.port: int = self.listener.getsockname()[1]
+        self.received = b""
+        self.clean_close = False
+        self.error: BaseException | None = None
+        self.cipher: tuple[str, str, int] | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            raw, _ = self.listener.accept()
+            raw.settimeout(IO_TIMEOUT)
+            with self.context.wrap_socket(raw, server_side=True,
+                                          suppress_ragged_eofs=False) as tls:
+                self.cipher = tls.cipher()
+                self.received = tls.recv(1000)
+                tls.sendall(self.received.swapcase())
+                # recv() returns b"" only on the client's close_notify (else SSLEOFError).
+                self.clean_close = tls.recv(1000) == b""
+                tls.unwrap()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self.listener.close()
+
+    def join(self) -> None:
+        self.thread.join(IO_TIMEOUT + 5)
+        assert not self.thread.is_alive()
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.openssl_name)
+@pytest.mark.parametrize("server_name", ["localhost", "127.0.0.1"])
+def test_our_client_against_python_ssl_server(certs: CertFiles, suite: CipherSuite,
+                                              server_name: str) -> None:
+    server = PythonSSLServer(certs, suite.openssl_name)
+    conn = ClientConnection(ClientConfig.from_ca_file(certs.ca_pem, server_name))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        events = conn.start_handshake()
+        events += drive_client(conn, sock, completed)
+        assert conn.session is not None and conn.session.cipher_suite is suite
+        conn.send_application_data(b"Hello, Python")
+        events = drive_client(conn, sock, lambda ev: len(received(ev)) >= 13)
+        assert received(events) == b"hELLO, pYTHON"
+        conn.close()
+        events = drive_client(conn, sock,
+                              lambda ev: any(isinstance(e, ConnectionClosed) for e in ev))
+        assert events[-1] == ConnectionClosed(clean=True)
+    server.join()
+    assert server.error is None, repr(server.error)
+    assert server.received == b"Hello, Python"
+    assert server.clean_close
+    assert server.cipher is not None and server.cipher[:2] == (suite.openssl_name, "TLSv1.2")
+
+
+# -- refusals ----------------------------------------------------------------------------------
+
+def refused(client_config: ClientConfig, server_config: ServerConfig) -> CertificateError:
+    """Run our client against our server in memory until the client refuses the certificate."""
+    pair = MemoryPair(client_config, server_config).start()
+    pair.server.receive_data(pair.client.data_to_send())
+    with pytest.raises(ProtocolError) as info:
+        pair.client.receive_data(pair.server.data_to_send())
+    error = info.value
+    assert isinstance(error, CertificateError), f"{type(error).__name__}: {error}"
+    assert error.alert in CERTIFICATE_ALERTS, error.alert.name
+    # The alert goes out before anything else: the ClientKeyExchange is never sent.
+    queued = pair.client.data_to_send()
+    assert wire.alert_of(queued) == (2, error.alert), queued.hex()
+    try:
+        events = pair.server.receive_data(queued)
+    except RemoteProtocolError as server_error:
+        assert server_error.alert is error.alert
+    else:
+        assert AlertReceived(level=2, description=error.alert) in [  # type: ignore[arg-type]
+            e for e in events if isinstance(e, AlertReceived)], events
+    assert not pair.client.handshake_complete
+    return error
+
+
+def says(error: CertificateError, *words: str) -> None:
+    message = str(error).lower()
+    assert any(word in message for word in words), f"{error!s} names none of {words}"
+
+
+def test_refuses_an_untrusted_ca(certs: CertFiles, server_config: ServerConfig,
+                                 tmp_path: Path) -> None:
+    other = make_cert_files(tmp_path / "other")  # a different CA, same names
+    client_config = ClientConfig.from_ca_file(other.ca_pem, "localhost")
+    error = refused(client_config, server_config)
+    assert error.reason == "untrusted"
+    says(error, "trust", "issuer", "unknown ca", "untrusted", "chain")
+
+
+def test_refuses_an_expired_certificate(certs: CertFiles, tmp_path: Path) -> None:
+    yesterday = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    expired = make_cert_files(tmp_path / "expired", "localhost", not_after=yesterday)
+    server_config = ServerConfig.from_pem_files(expired.chain_pem, expired.key_pem)
+    client_config = ClientConfig.from_ca_file(expired.ca_pem, "localhost")
+    error = refused(client_config, server_config)
+    assert error.reason == "expired"
+    says(error, "expired", "not valid after", "validity")
+
+
+@pytest.mark.parametrize("server_name", ["example.com", "127.0.0.2", "localhost.evil"])
+def test_refuses_a_wrong_hostname(certs: CertFiles, server_config: ServerConfig,
+                                  server_name: str) -> None:
+    client_config = ClientConfig.from_ca_file(certs.ca_pem, server_name)
+    error = refused(client_config, server_config)
+    assert error.reason == "hostname"
+    says(error, server_name)
+
+
+def test_refuses_a_wrong_hostname_from_openssl_s_server(
+        certs: CertFiles, openssl_server: Callable[..., OpenSSLServer]) -> None:
+    server = openssl_server(certs.chain_pem, certs.key_pem)
+    conn = ClientConnection(ClientConfig.from_ca_file(certs.ca_pem, "example.com"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        conn.start_handshake()
+        with pytest.raises(CertificateError) as info:
+            drive_client(conn, sock, completed)
+        assert info.value.reason == "hostname"
+        sock.sendall(conn.data_to_send())
+        server.process.wait(timeout=IO_TIMEOUT)
+    out = server.stop()
+    # s_server reports the alert our client sent, by name.
+    alert_name = {AlertDescription.bad_certificate: "bad certificate",
+                  AlertDescription.certificate_unknown: "certificate unknown"}.get(
+        info.value.alert, info.value.alert.name.replace("_", " "))
+    assert alert_name in out.lower(), out
+
+
+def test_a_server_connection_works_with_the_same_certificates(
+        certs: CertFiles, server_config: ServerConfig) -> None:
+    # Control for the refusals: the right CA and name are accepted, by DNS name and by IP.
+    for name in ("localhost", "127.0.0.1"):
+        pair = MemoryPair.connected(ClientConfig.from_ca_file(certs.ca_pem, name), server_config)
+        hello = next(e for e in pair.client_events if isinstance(e, ServerHello))
+        assert hello.certificate_verified
+        assert isinstance(pair.server, ServerConnection)
