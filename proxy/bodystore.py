@@ -15,6 +15,7 @@ chunk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -40,10 +41,8 @@ class StoredBody:
 def _discard(file: IO[bytes], path: str) -> None:
     """Finalizer: a writer dropped without finish() or abort() leaves no temp file."""
     file.close()
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class BodyWriter:

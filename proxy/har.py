@@ -13,6 +13,7 @@ Entries are written one at a time, so a long log never sits in memory whole.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import sys
@@ -254,10 +255,9 @@ def entry(record: Record, bodies_dir: str | None = None) -> dict[str, Any]:
         "timings": timings,
         "connection": str(record.get("conn") or ""),
     }
-    try:
+    # Only for an IP literal: for a name, the log does not say which address it resolved to.
+    with contextlib.suppress(ValueError):
         har_entry["serverIPAddress"] = str(ipaddress.ip_address(split.hostname or ""))
-    except ValueError:
-        pass  # a name: the log does not say which address it resolved to
     har_entry["_client"] = record.get("client")
     har_entry["_seq"] = record.get("seq")
     har_entry["_tls"] = record.get("tls")
