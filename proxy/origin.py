@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import socket
+from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -23,6 +24,13 @@ __all__ = ["Origin", "pattern", "pattern_sha256"]
 
 _BLOCK = bytes(range(256)) * 256   # 64 KiB: whole pattern periods, so blocks concatenate
 ECHO_LIMIT = 64 * 1024 * 1024
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 def pattern(n: int) -> bytes:
@@ -47,6 +55,7 @@ class Origin:
         self._server: asyncio.AbstractServer | None = None
         self.requests = 0
         self.connections = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> tuple[str, int]:
         self._server = await asyncio.start_server(self._handle, self.host, self.port,
@@ -59,8 +68,19 @@ class Origin:
         if self._server is not None:
             self._server.close()
 
+    async def aclose(self) -> None:
+        """Stop listening and end the open connections."""
+        self.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -75,10 +95,12 @@ class Origin:
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     break
                 conn.start_next_cycle()
-        except (h11.ProtocolError, OSError, asyncio.IncompleteReadError):
+        except (h11.ProtocolError, OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
+            if task is not None:
+                self._tasks.discard(task)
 
     @staticmethod
     async def _next(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
@@ -109,6 +131,9 @@ class Origin:
                 raise h11.RemoteProtocolError("request body cut short")
 
         def send(ev: h11.Event) -> None:
+            if isinstance(ev, h11.Response) and not ev.reason:
+                ev = h11.Response(status_code=ev.status_code, headers=ev.headers,
+                                  reason=_reason(ev.status_code))
             writer.write(conn.send(ev) or b"")
 
         if parts[0] in ("bytes", "chunked", "slow") and len(parts) > 1 and parts[1].isdigit():
@@ -145,7 +170,7 @@ class Origin:
             payload = json.dumps({
                 "method": req.method.decode("latin-1"),
                 "path": req.target.decode("latin-1"),
-                "headers": [[n.decode("latin-1"), v.decode("latin-1")]
+                "headers": [f"{n.decode('latin-1')}: {v.decode('latin-1')}"
                             for n, v in req.headers.raw_items()],
                 "body_size": size, "body_sha256": sha.hexdigest(),
             }, indent=1).encode() + b"\n"

@@ -1,0 +1,172 @@
+"""The test client: our own ``handshake.ClientConnection`` to the proxy, then one HTTP request.
+
+Blocking sockets on purpose: one request, printed step by step, is easiest
+to follow without an event loop.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import h11
+
+from handshake import (
+    ApplicationData,
+    ClientConfig,
+    ClientConnection,
+    ConnectionClosed,
+    Event,
+    HandshakeComplete,
+    HandshakeStep,
+    ProtocolError,
+)
+
+from .steps import ladder_row
+
+__all__ = ["Response", "fetch", "parse_proxy_url"]
+
+
+@dataclass
+class Response:
+    status: int
+    reason: str
+    http_version: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    steps: list[Event] = field(default_factory=list)
+    complete: bool = True
+
+
+def parse_proxy_url(proxy: str) -> tuple[str, int]:
+    parts = urlsplit(proxy)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"--proxy wants https://HOST:PORT, not {proxy!r}")
+    return parts.hostname, parts.port or 443
+
+
+class _Channel:
+    """Our TLS client over a blocking socket; ``emit`` sees each handshake step."""
+
+    def __init__(self, sock: socket.socket, conn: ClientConnection,
+                 emit: Callable[[Event], None]) -> None:
+        self.sock = sock
+        self.conn = conn
+        self.emit = emit
+        self.pending: list[bytes] = []
+        self.eof = False
+
+    def _flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out:
+            self.sock.sendall(out)
+
+    def _handle(self, events: list[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, ApplicationData):
+                self.pending.append(ev.data)
+            elif isinstance(ev, ConnectionClosed):
+                self.eof = True
+            elif isinstance(ev, (HandshakeStep, HandshakeComplete)):
+                self.emit(ev)
+
+    def handshake(self) -> None:
+        self._handle(self.conn.start_handshake())
+        self._flush()
+        while not self.conn.handshake_complete:
+            if self.eof:
+                raise ConnectionError("the proxy closed the connection during the handshake")
+            self._pump()
+
+    def _pump(self) -> None:
+        data = self.sock.recv(256 * 1024)
+        try:
+            self._handle(self.conn.receive_data(data))
+        finally:
+            self._flush()  # our fatal alert too, if the data was bad
+        if not data:
+            self.eof = True
+
+    def send(self, data: bytes) -> None:
+        self.conn.send_application_data(data)
+        self._flush()
+
+    def recv(self) -> bytes:
+        while not self.pending and not self.eof:
+            self._pump()
+        data = b"".join(self.pending)
+        self.pending.clear()
+        return data
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+            self._flush()
+        except (ProtocolError, OSError):
+            pass
+        self.sock.close()
+
+
+def fetch(url: str, proxy: str, ca: str, method: str = "GET", body: bytes = b"",
+          headers: Sequence[tuple[str, str]] = (), timeout: float = 30.0,
+          trace: Callable[[str], None] | None = None) -> Response:
+    """One request through the proxy; ``trace`` gets the ladder as it happens."""
+    host, port = parse_proxy_url(proxy)
+    config = ClientConfig.from_ca_file(ca, host)
+    steps: list[Event] = []
+
+    def emit(ev: Event) -> None:
+        steps.append(ev)
+        if trace is not None:
+            trace(ladder_row(len(steps), ev, "client", f"proxy {host}:{port}"))
+
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    channel = _Channel(sock, ClientConnection(config), emit)
+    try:
+        channel.handshake()
+        target = url.encode()
+        authority = urlsplit(url).netloc.encode()
+        req_headers = [("Host", authority.decode()), ("User-Agent", "handshake-proxy-client/0.1"),
+                       ("Accept", "*/*")] + list(headers)
+        if body or method.upper() in ("POST", "PUT", "PATCH"):
+            req_headers.append(("Content-Length", str(len(body))))
+        h = h11.Connection(h11.CLIENT)
+        out = h.send(h11.Request(method=method.upper(), target=target, headers=req_headers))
+        if body:
+            out = (out or b"") + (h.send(h11.Data(data=body)) or b"")
+        out = (out or b"") + (h.send(h11.EndOfMessage()) or b"")
+        if trace is not None:
+            trace(f"{'':>8} |  → {method.upper()} {url} ({len(out)} bytes of HTTP, sent as "
+                  "encrypted application_data)")
+        channel.send(out)
+        resp: h11.Response | None = None
+        chunks: list[bytes] = []
+        complete = False
+        while True:
+            ev = h.next_event()
+            if ev is h11.NEED_DATA:
+                h.receive_data(channel.recv())
+                continue
+            if isinstance(ev, h11.Response):
+                resp = ev
+            elif isinstance(ev, h11.Data):
+                chunks.append(ev.data)
+            elif isinstance(ev, h11.EndOfMessage):
+                complete = True
+                break
+            elif isinstance(ev, h11.ConnectionClosed):
+                break
+        assert resp is not None
+        data = b"".join(chunks)
+        if trace is not None:
+            trace(f"{'':>8} |  ← {resp.status_code} {resp.reason.decode('latin-1')} "
+                  f"({len(data)} body bytes, decrypted)")
+        return Response(resp.status_code, resp.reason.decode("latin-1"),
+                        resp.http_version.decode(),
+                        [(n.decode("latin-1"), v.decode("latin-1"))
+                         for n, v in resp.headers.raw_items()], data, steps, complete)
+    finally:
+        channel.close()
