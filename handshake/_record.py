@@ -36,6 +36,10 @@ _SEQ = struct.Struct("!Q")
 _KNOWN_TYPES = frozenset(int(t) for t in ContentType)
 _VERSION_BYTES = TLS12.to_bytes(2, "big")
 _OVERHEAD = GCM_EXPLICIT_NONCE_LEN + GCM_TAG_LEN
+# Header and explicit nonce, written in one go before the ciphertext.
+_RECORD_PREFIX = struct.Struct("!BHHQ")
+_PREFIX_LEN = _RECORD_PREFIX.size
+_ZEROS = memoryview(bytes(MAX_PLAINTEXT + GCM_TAG_LEN))
 
 
 class RecordCipher:
@@ -57,12 +61,18 @@ class RecordCipher:
         self.seq = seq + 1
         return seq
 
-    def seal(self, content_type: int, plaintext: bytes | memoryview) -> bytes:
+    def seal_into(self, content_type: int, plaintext: bytes | memoryview, out: bytearray) -> None:
+        """Append one protected record to ``out``, encrypting in place (no copy of the payload)."""
         seq = self._next_seq()
-        explicit = _SEQ.pack(seq)
-        aad = _AAD.pack(seq, content_type, TLS12, len(plaintext))
-        sealed = self._aead.encrypt(self._salt + explicit, plaintext, aad)
-        return _HEADER.pack(content_type, TLS12, len(sealed) + GCM_EXPLICIT_NONCE_LEN) + explicit + sealed
+        length = len(plaintext)
+        start = len(out)
+        out += _RECORD_PREFIX.pack(content_type, TLS12, length + _OVERHEAD, seq)
+        # Room for ciphertext and tag; encrypt_into fills it below.
+        out += _ZEROS[:length + GCM_TAG_LEN]
+        aad = _AAD.pack(seq, content_type, TLS12, length)
+        with memoryview(out) as view:
+            self._aead.encrypt_into(self._salt + _SEQ.pack(seq), plaintext, aad,
+                                    view[start + _PREFIX_LEN:])
 
     def open(self, content_type: int, fragment: memoryview) -> bytes:
         if len(fragment) < _OVERHEAD:
@@ -85,7 +95,11 @@ class RecordLayer:
     """Both directions of the record layer of one connection."""
 
     def __init__(self) -> None:
-        self._inbuf = bytearray()
+        # Unparsed input is _inbuf[_inpos:]. When a read ends on a record
+        # boundary (the common case) the caller's bytes are parsed in place
+        # and nothing is copied.
+        self._inbuf: bytes | bytearray = b""
+        self._inpos = 0
         self.read_cipher: RecordCipher | None = None
         self.write_cipher: RecordCipher | None = None
         # Until ServerHello fixes the version, any SSL3/TLS1.x record version
@@ -95,28 +109,38 @@ class RecordLayer:
     # --- input --------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
+        if self._inpos >= len(self._inbuf):
+            self._inbuf, self._inpos = data, 0
+            return
+        if not isinstance(self._inbuf, bytearray):
+            self._inbuf = bytearray(memoryview(self._inbuf)[self._inpos:])
+        elif self._inpos:
+            del self._inbuf[:self._inpos]
+        self._inpos = 0
         self._inbuf += data
 
     @property
     def buffered(self) -> int:
-        return len(self._inbuf)
+        return len(self._inbuf) - self._inpos
 
     def next_record(self) -> tuple[int, bytes] | None:
         """Return the next (content type, plaintext), or None if a whole record is not in yet."""
-        buf = self._inbuf
-        if len(buf) < RECORD_HEADER_LEN:
+        buf, pos = self._inbuf, self._inpos
+        available = len(buf) - pos
+        if available < RECORD_HEADER_LEN:
             # Judge a header as early as its bytes allow, so garbage is
             # refused at once rather than waited on.
-            if buf and buf[0] not in _KNOWN_TYPES:
-                self._check_header(buf[0], TLS12, 0)
+            if available and buf[pos] not in _KNOWN_TYPES:
+                self._check_header(buf[pos], TLS12, 0)
             return None
-        content_type, version, length = _HEADER.unpack_from(buf)
+        content_type, version, length = _HEADER.unpack_from(buf, pos)
         self._check_header(content_type, version, length)
-        end = RECORD_HEADER_LEN + length
+        start = pos + RECORD_HEADER_LEN
+        end = start + length
         if len(buf) < end:
             return None
         with memoryview(buf) as view:
-            fragment = view[RECORD_HEADER_LEN:end]
+            fragment = view[start:end]
             try:
                 if self.read_cipher is not None:
                     payload = self.read_cipher.open(content_type, fragment)
@@ -124,7 +148,7 @@ class RecordLayer:
                     payload = bytes(fragment)
             finally:
                 fragment.release()
-        del buf[:end]
+        self._inpos = end
         return content_type, payload
 
     def _check_header(self, content_type: int, version: int, length: int) -> None:
@@ -152,8 +176,11 @@ class RecordLayer:
             return
         if not payload:
             # An empty application_data record is legal and sometimes used on purpose.
-            out += cipher.seal(content_type, b"")
+            cipher.seal_into(content_type, b"", out)
+            return
+        if len(payload) <= MAX_PLAINTEXT:
+            cipher.seal_into(content_type, payload, out)
             return
         with memoryview(payload) as view:
             for start in range(0, len(payload), MAX_PLAINTEXT):
-                out += cipher.seal(content_type, view[start:start + MAX_PLAINTEXT])
+                cipher.seal_into(content_type, view[start:start + MAX_PLAINTEXT], out)
