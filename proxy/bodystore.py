@@ -16,6 +16,7 @@ chunk.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
@@ -98,6 +99,12 @@ class BodyStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def for_directory(directory: str) -> BodyStore:
+        """One store per directory for the whole run (made once, not per exchange)."""
+        return BodyStore(directory)
 
     def open(self) -> BodyWriter:
         return BodyWriter(self.directory)

@@ -90,6 +90,8 @@ def _serve_parser(sub: Any) -> None:
          help="add X-Forwarded-For with the client's address")
     _add(p, "--preview-bytes", kind="int", default=4096, metavar="N",
          help="body bytes kept in each log record")
+    _add(p, "--bodies", metavar="DIR",
+         help="store every body in full in DIR, named by SHA-256 (the log points at them)")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -139,7 +141,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         auth=frozenset(basic_credentials(a) for a in auth),
         redact_headers=frozenset(h.lower().encode() for h in _list(args, "redact_header")),
         connect_ports=frozenset(ports), x_forwarded_for=args.x_forwarded_for,
-        preview_bytes=args.preview_bytes,
+        preview_bytes=args.preview_bytes, bodies_dir=args.bodies,
     )
 
 
@@ -159,6 +161,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             if not os.path.isfile(path):
                 return _fail(f"cannot read the {label} {path!r}: no such file")
         subject, fingerprint = describe_certificate(config.cert)
+        if config.bodies_dir:  # made (or refused) now, not on the first body
+            from .bodystore import BodyStore
+            BodyStore.for_directory(config.bodies_dir)
     except (ValueError, OSError) as exc:
         return _fail(str(exc))
 

@@ -96,6 +96,7 @@ class ProxyConfig:
     connect_ports: frozenset[int] = frozenset({443})
     x_forwarded_for: bool = False
     preview_bytes: int = 4096
+    bodies_dir: str | None = None       # serve --bodies: whole bodies stored here (bodystore.py)
 
     def __post_init__(self) -> None:
         lowered = frozenset(h.lower() for h in self.redact_headers) | ALWAYS_REDACTED

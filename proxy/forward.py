@@ -14,6 +14,7 @@ from typing import Any
 
 import h11
 
+from .bodystore import BodyStore
 from .config import ProxyConfig
 from .messages import (
     REASONS,
@@ -226,8 +227,13 @@ class _Exchange:
         self.s = session
         self.cfg = session.cfg
         self.record = record
-        self.req_tap = BodyTap(self.cfg.preview_bytes)
-        self.resp_tap = BodyTap(self.cfg.preview_bytes)
+        if self.cfg.bodies_dir:  # serve --bodies: whole bodies to disk as they pass
+            store = BodyStore.for_directory(self.cfg.bodies_dir)
+            self.req_tap: BodyTap = store.tap(self.cfg.preview_bytes)
+            self.resp_tap: BodyTap = store.tap(self.cfg.preview_bytes)
+        else:
+            self.req_tap = BodyTap(self.cfg.preview_bytes)
+            self.resp_tap = BodyTap(self.cfg.preview_bytes)
         self.redact = self.cfg.redact_headers
         self.origin_answered = False  # any response byte yet: tells a stale pooled connection
 
