@@ -152,6 +152,10 @@ class TLSStream:
                 self._eof = True
 
     def write(self, data: bytes) -> None:
+        if not data:
+            # No empty records: a client pool (httpcore) sees stray readable bytes
+            # on an idle connection as a reason to drop it.
+            return
         self.conn.send_application_data(data)
         self.writer.write(self.conn.data_to_send())
 

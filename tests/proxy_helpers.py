@@ -1,0 +1,150 @@
+"""Helpers for the proxy tests: a proxy + echo origin in a background loop, real clients,
+and misbehaving origins (plain sockets in threads)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from proxy.config import ProxyConfig
+from proxy.demo import Background
+from proxy.traffic_log import TrafficLog
+
+
+class RunningProxy:
+    """The proxy (our TLS) and the echo origin on free 127.0.0.1 ports."""
+
+    def __init__(self, certs: Any, tmp: Path, **overrides: Any) -> None:
+        self.certs = certs
+        self.log_path = tmp / "traffic.jsonl"
+        config = ProxyConfig(listen_port=0, cert=str(certs.chain_pem), key=str(certs.key_pem),
+                             traffic_log=str(self.log_path))
+        self.config = replace(config, **overrides)
+        self.log = TrafficLog(str(self.log_path), keep_in_memory=True)
+        self.bg = Background(self.config, self.log)
+        self.origin_port, self.port = self.bg.start()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.origin = f"http://127.0.0.1:{self.origin_port}"
+        self._stopped = False
+
+    @property
+    def pool(self) -> Any:
+        return self.bg.proxy.pool
+
+    def origin_connections(self) -> int:
+        """TCP connections the echo origin has accepted."""
+        return int(self.bg.origin.connections)
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Shut down (flushing the log) and return the records from the file."""
+        if not self._stopped:
+            self._stopped = True
+            self.bg.stop()
+            self.log.close()
+        return read_log(self.log_path)
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], count: int = 1,
+                 within: float = 10.0) -> list[dict[str, Any]]:
+        """Records appear when an exchange ends, a moment after the client has its answer."""
+        deadline = time.monotonic() + within
+        while True:
+            assert self.log.records is not None
+            found = [r for r in list(self.log.records) if predicate(r)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
+
+    def exchanges(self, path_part: str = "", count: int = 1) -> list[dict[str, Any]]:
+        return self.wait_for(lambda r: r["type"] == "exchange"
+                             and path_part in (r["request"]["url"] or ""), count)
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@contextmanager
+def running_proxy(certs: Any, tmp: Path, **overrides: Any) -> Iterator[RunningProxy]:
+    rp = RunningProxy(certs, tmp, **overrides)
+    try:
+        yield rp
+    finally:
+        rp.stop()
+
+
+def client_context(ca: Path) -> ssl.SSLContext:
+    """Python's ssl restricted to our profile: TLS 1.2, the two RSA-GCM suites."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.set_ciphers("AES128-GCM-SHA256:AES256-GCM-SHA384")
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def curl(rp: RunningProxy, *args: str, env: dict[str, str] | None = None,
+         timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    cmd = ["curl", "-sS", "--proxy", rp.url, "--proxy-cacert", str(rp.certs.ca_pem),
+           "--max-time", str(int(timeout)), *args]
+    return subprocess.run(cmd, capture_output=True, timeout=timeout + 5, env=env)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FakeOrigin:
+    """A TCP server that answers each connection with ``behaviour(conn)`` in a thread."""
+
+    def __init__(self, behaviour: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.behaviour = behaviour
+        self.conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            self.behaviour(conn)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join()
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def read_request_head(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data

@@ -1,0 +1,161 @@
+"""curl through the proxy (issue 3, points 1 and 7): real TLS from curl's OpenSSL to our
+handshake, real HTTP to the echo origin on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from proxy_helpers import curl, running_proxy
+
+from proxy.origin import pattern_sha256
+
+TEN_MIB = 10 * 1024 * 1024
+
+
+def test_get_through_proxy_rewrites_headers(certs, tmp_path: Path) -> None:
+    with running_proxy(certs, tmp_path) as rp:
+        r = curl(rp, "-H", "Connection: close, X-Hop", "-H", "X-Hop: secret",
+                 "-H", "Keep-Alive: timeout=5", "-H", "Host: wrong.example",
+                 f"{rp.origin}/hello?q=1")
+        assert r.returncode == 0, r.stderr
+        echo = json.loads(r.stdout)
+        assert echo["method"] == "GET" and echo["path"] == "/hello?q=1"  # origin-form upstream
+        sent = [h.split(": ", 1) for h in echo["headers"]]
+        names = [n.lower() for n, _ in sent]
+        # Host rebuilt from the URI, not the disagreeing Host header.
+        assert ["Host", f"127.0.0.1:{rp.origin_port}"] in sent
+        assert "wrong.example" not in r.stdout.decode()
+        # Hop-by-hop headers (and what Connection names) are not forwarded.
+        for hop in ("connection", "keep-alive", "proxy-connection", "x-hop"):
+            assert hop not in names
+        assert ["Via", "1.1 handshake-proxy"] in sent
+        records = rp.stop()
+    conn = [r for r in records if r["type"] == "connection"]
+    assert len(conn) == 1 and conn[0]["error"] is None
+    assert conn[0]["tls"]["cipher_suite"].startswith("TLS_RSA_WITH_AES_")
+    steps = [s["step"] for s in conn[0]["handshake"]]
+    assert steps == ["Client Hello", "Server Hello + certificate", "Client agrees",
+                     "Server agrees", "Encrypted communication"]
+    (ex,) = [r for r in records if r["type"] == "exchange"]
+    assert ex["request"]["url"] == f"{rp.origin}/hello?q=1"
+    assert ex["response"]["status"] == 200
+    assert ex["tls"]["client_random"] == conn[0]["tls"]["client_random"]
+
+
+def test_post_10_mib_and_download_10_mib(certs, tmp_path: Path) -> None:
+    body = os.urandom(TEN_MIB)
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(body)
+    with running_proxy(certs, tmp_path) as rp:
+        r = curl(rp, "--data-binary", f"@{upload}", f"{rp.origin}/upload")
+        assert r.returncode == 0, r.stderr
+        echo = json.loads(r.stdout)
+        assert echo["body_size"] == TEN_MIB
+        assert echo["body_sha256"] == hashlib.sha256(body).hexdigest()
+
+        r = curl(rp, f"{rp.origin}/bytes/{TEN_MIB}")
+        assert r.returncode == 0, r.stderr
+        assert len(r.stdout) == TEN_MIB
+        assert hashlib.sha256(r.stdout).hexdigest() == pattern_sha256(TEN_MIB)
+        records = rp.stop()
+    up, down = [r for r in records if r["type"] == "exchange"]
+    assert up["request"]["body"]["size"] == TEN_MIB
+    assert up["request"]["body"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert up["request"]["body"]["truncated"] is True
+    assert down["response"]["body"]["sha256"] == pattern_sha256(TEN_MIB)
+    assert down["response"]["body"]["size"] == TEN_MIB
+
+
+def test_chunked_response_and_chunked_upload(certs, tmp_path: Path) -> None:
+    size = 3 * 1024 * 1024 + 17
+    with running_proxy(certs, tmp_path) as rp:
+        r = curl(rp, "-D", str(tmp_path / "headers.txt"), f"{rp.origin}/chunked/{size}")
+        assert r.returncode == 0, r.stderr
+        assert hashlib.sha256(r.stdout).hexdigest() == pattern_sha256(size)
+        assert "transfer-encoding: chunked" in (tmp_path / "headers.txt").read_text().lower()
+
+        data = os.urandom(200_000)
+        (tmp_path / "c.bin").write_bytes(data)
+        r = curl(rp, "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{tmp_path / 'c.bin'}",
+                 f"{rp.origin}/chunked-upload")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["body_sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_log_holds_the_client_random_curl_logged(certs, tmp_path: Path) -> None:
+    keylog = tmp_path / "curl-keys.log"
+    env = dict(os.environ, SSLKEYLOGFILE=str(keylog))
+    with running_proxy(certs, tmp_path) as rp:
+        r = curl(rp, f"{rp.origin}/first", f"{rp.origin}/second", env=env)
+        assert r.returncode == 0, r.stderr
+        records = rp.stop()
+    randoms = {line.split()[1].lower() for line in keylog.read_text().splitlines()
+               if line.startswith("CLIENT_RANDOM ")}
+    assert randoms, "curl wrote no CLIENT_RANDOM line"
+    exchanges = [r for r in records if r["type"] == "exchange"]
+    assert len(exchanges) == 2
+    for ex in exchanges:
+        assert ex["tls"]["client_random"] in randoms
+    # The proxy's own key log (--keylog) names the same session.
+    assert len({ex["conn"] for ex in exchanges}) == 1
+
+
+def test_proxy_keylog_matches_log(certs, tmp_path: Path) -> None:
+    keylog = tmp_path / "proxy-keys.log"
+    with running_proxy(certs, tmp_path, keylog=str(keylog)) as rp:
+        assert curl(rp, f"{rp.origin}/k").returncode == 0
+        records = rp.stop()
+    (line,) = keylog.read_text().splitlines()
+    label, client_random, master = line.split()
+    assert label == "CLIENT_RANDOM" and len(master) == 96
+    (ex,) = [r for r in records if r["type"] == "exchange"]
+    assert ex["tls"]["client_random"] == client_random.lower()
+
+
+def test_connect_tunnel_to_allowed_port_and_403_elsewhere(certs, tmp_path: Path) -> None:
+    with running_proxy(certs, tmp_path) as rp:
+        # Default: only 443 may be tunnelled to.
+        r = curl(rp, "-p", "-o", "/dev/null", "-w", "%{http_connect}", f"{rp.origin}/t")
+        assert r.returncode != 0
+        assert r.stdout == b"403"
+        # Allow the origin's port (new connections read the config): curl -p then
+        # sends its plain HTTP inside the tunnel.
+        proxy = rp.bg.proxy
+        proxy.config = replace(proxy.config, connect_ports=frozenset({rp.origin_port}))
+        r = curl(rp, "-p", f"{rp.origin}/tunnelled")
+        assert r.returncode == 0, r.stderr
+        echo = json.loads(r.stdout)
+        assert echo["path"] == "/tunnelled"
+        assert not any(h.startswith("Via:") for h in echo["headers"])  # opaque: untouched
+        records = rp.stop()
+    denied, tunnelled = [r for r in records if r["type"] == "exchange"]
+    assert denied["response"]["status"] == 403 and "not allowed" in denied["error"]
+    assert tunnelled["request"]["method"] == "CONNECT"
+    tunnel = tunnelled["tunnel"]
+    assert tunnel["port"] == rp.origin_port
+    assert tunnel["bytes_up"] > 0 and tunnel["bytes_down"] > len(r.stdout)
+
+
+def test_proxy_auth(certs, tmp_path: Path) -> None:
+    from proxy.config import basic_credentials
+    with running_proxy(certs, tmp_path, auth=frozenset({basic_credentials("alice:s3cret")})) as rp:
+        r = curl(rp, "-i", f"{rp.origin}/a")
+        assert b"407" in r.stdout.split(b"\r\n", 1)[0]
+        assert b'Proxy-Authenticate: Basic realm="handshake-proxy"' in r.stdout
+        r = curl(rp, "-i", "--proxy-user", "alice:wrong", f"{rp.origin}/b")
+        assert b"407" in r.stdout.split(b"\r\n", 1)[0]
+        r = curl(rp, "--proxy-user", "alice:s3cret", f"{rp.origin}/c")
+        assert r.returncode == 0
+        echo = json.loads(r.stdout)
+        assert not any(h.lower().startswith("proxy-authorization") for h in echo["headers"])
+        records = rp.stop()
+    text = rp.log_path.read_text()
+    assert "s3cret" not in text and "YWxpY2U6czNjcmV0" not in text  # nor its base64
+    statuses = [r["response"]["status"] for r in records if r["type"] == "exchange"]
+    assert statuses == [407, 407, 200]
+    ok = [r for r in records if r["type"] == "exchange"][-1]
+    assert ["Proxy-Authorization", "[redacted]"] in ok["request"]["headers"]

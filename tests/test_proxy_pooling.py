@@ -1,0 +1,58 @@
+"""httpx and urllib3 through the proxy (issue 3, point 2): several requests on one TLS
+connection (one handshake, shown by the log) through one pooled origin connection."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import httpx
+import urllib3
+from proxy_helpers import client_context, running_proxy
+
+
+def test_httpx_keep_alive_one_handshake_one_origin_connection(certs, tmp_path: Path) -> None:
+    with running_proxy(certs, tmp_path) as rp:
+        proxy = httpx.Proxy(rp.url, ssl_context=client_context(certs.ca_pem))
+        bodies = [os.urandom(n) for n in (0, 1, 1000, 70_000, 300_000)]
+        with httpx.Client(proxy=proxy) as client:
+            for i, body in enumerate(bodies):
+                r = client.post(f"{rp.origin}/echo?i={i}", content=body)
+                assert r.status_code == 200
+                assert r.content == body
+                assert r.headers["via"] == "1.1 handshake-proxy"
+            r = client.get(f"{rp.origin}/bytes/5000")
+            assert r.status_code == 200 and len(r.content) == 5000
+        assert rp.origin_connections() == 1
+        assert rp.pool.opened == 1
+        records = rp.stop()
+    conns = [r for r in records if r["type"] == "connection"]
+    exchanges = [r for r in records if r["type"] == "exchange"]
+    assert len(conns) == 1, "one TLS connection, one handshake"
+    assert len(exchanges) == len(bodies) + 1
+    assert {e["conn"] for e in exchanges} == {conns[0]["conn"]}
+    assert [e["seq"] for e in exchanges] == list(range(1, len(exchanges) + 1))
+    for e, body in zip(exchanges, bodies):
+        assert e["request"]["body"]["sha256"] == hashlib.sha256(body).hexdigest()
+        assert e["response"]["body"]["size"] == len(body)
+    # Only the first exchange paid for the origin connection.
+    assert exchanges[0]["timings"]["origin_connect_ms"] is not None
+    assert all(e["timings"]["origin_connect_ms"] is None for e in exchanges[1:])
+
+
+def test_urllib3_proxy_manager_keep_alive(certs, tmp_path: Path) -> None:
+    with running_proxy(certs, tmp_path) as rp:
+        ctx = client_context(certs.ca_pem)
+        # For http:// URLs urllib3 takes the proxy connection's context from ssl_context.
+        pm = urllib3.ProxyManager(rp.url, proxy_ssl_context=ctx, ssl_context=ctx)
+        for i in range(5):
+            r = pm.request("GET", f"{rp.origin}/u{i}", retries=False)
+            assert r.status == 200
+            assert json.loads(r.data)["path"] == f"/u{i}"
+        pm.clear()
+        records = rp.stop()
+    assert len([r for r in records if r["type"] == "connection"]) == 1
+    assert len([r for r in records if r["type"] == "exchange"]) == 5
+    assert rp.pool.opened == 1
