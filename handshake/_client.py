@@ -143,6 +143,7 @@ class ClientConnection(Connection):
             elif ext_type == ExtensionType.server_name:
                 check_empty(data, "server_name extension")
         self._suite = CipherSuite(hello.cipher_suite)
+        self._transcript.start_hashing(self._suite.hash_name)
         self._server_random = hello.random
         self._records.version_fixed = True
 

@@ -41,6 +41,34 @@ _CCS_PAYLOAD = b"\x01"
 _FINISHED_LABEL = {Role.CLIENT: b"client finished", Role.SERVER: b"server finished"}
 
 
+class Transcript:
+    """The handshake messages so far (RFC 5246 §7.4.9 handshake_messages).
+
+    Buffered until the suite fixes the hash, then hashed as they come, so
+    each Finished and the session hash cost one copy of the hash state.
+    """
+
+    __slots__ = ("_pending", "_hash")
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+        self._hash: hashlib._Hash | None = None
+
+    def add(self, raw: bytes) -> None:
+        if self._hash is None:
+            self._pending += raw
+        else:
+            self._hash.update(raw)
+
+    def start_hashing(self, hash_name: str) -> None:
+        self._hash = hashlib.new(hash_name, self._pending)
+        self._pending = bytearray()
+
+    def digest(self) -> bytes:
+        assert self._hash is not None, "the suite's hash is not known yet"
+        return self._hash.copy().digest()
+
+
 class Connection:
     """The common half of a TLS 1.2 endpoint; use ServerConnection or ClientConnection."""
 
@@ -51,7 +79,7 @@ class Connection:
         self._out = bytearray()
         self._state = State.AWAIT_CLIENT_HELLO
         self._handshake_buf = bytearray()
-        self._transcript = bytearray()
+        self._transcript = Transcript()
         self._keylog = keylog
         self._suite: CipherSuite | None = None
         self._client_random = b""
@@ -195,9 +223,7 @@ class Connection:
         if msg_type is HandshakeType.finished:
             # The peer's Finished covers the transcript *before* itself.
             self._check_peer_finished(body)
-            self._transcript += raw
-        else:
-            self._transcript += raw
+        self._transcript.add(raw)
         self._on_handshake_message(msg_type, body, events)
 
     def _refuse_renegotiation(self, msg_type: HandshakeType) -> None:
@@ -255,7 +281,7 @@ class Connection:
     def _send_handshake(self, msg_type: HandshakeType, raw: bytes, flight: bytearray) -> None:
         """Advance the state for a message we send and add it to the transcript and flight."""
         self._state = next_state(self._state, self.role, msg_type, local_role=self.role)
-        self._transcript += raw
+        self._transcript.add(raw)
         flight += raw
 
     def _flush_handshake(self, flight: bytearray) -> None:
@@ -283,8 +309,7 @@ class Connection:
     # --- keys and Finished -------------------------------------------------------------
 
     def _transcript_hash(self) -> bytes:
-        assert self._suite is not None
-        return hashlib.new(self._suite.hash_name, self._transcript).digest()
+        return self._transcript.digest()
 
     def _verify_data(self, sender: Role) -> bytes:
         assert self._suite is not None
@@ -317,7 +342,6 @@ class Connection:
             version=TLS12, cipher_suite=self._suite, server_name=server_name, alpn_protocol=alpn,
             extended_master_secret=ems, client_random=self._client_random,
             server_random=self._server_random, certificate_subject=certificate_subject)
-        self._transcript = bytearray()  # no longer needed; free it
         events.append(self._session)
 
     # --- errors -------------------------------------------------------------------------

@@ -130,18 +130,20 @@ def p_hash(hash_name: str, secret: bytes, seed: bytes, length: int) -> bytes:
     key = secret.ljust(block_size, b"\0")
     inner, outer = new(key.translate(_IPAD)), new(key.translate(_OPAD))
 
-    def mac(message: bytes) -> bytes:
-        i = inner.copy()
-        i.update(message)
-        o = outer.copy()
-        o.update(i.digest())
-        return o.digest()
-
     out = b""
     a = seed
     while len(out) < length:
-        a = mac(a)
-        out += mac(a + seed)
+        # A(i) = HMAC(secret, A(i-1)); output block = HMAC(secret, A(i) + seed)
+        h = inner.copy()
+        h.update(a)
+        o = outer.copy()
+        o.update(h.digest())
+        a = o.digest()
+        h = inner.copy()
+        h.update(a + seed)
+        o = outer.copy()
+        o.update(h.digest())
+        out += o.digest()
     return out[:length]
 
 

@@ -39,6 +39,12 @@ from ._state import Role
 __all__ = ["ServerConnection"]
 
 _SERVER_HELLO_DONE = frame(HandshakeType.server_hello_done, b"")
+# Plain ints: compared against every extension of every ClientHello.
+_SERVER_NAME = int(ExtensionType.server_name)
+_EXTENDED_MASTER_SECRET = int(ExtensionType.extended_master_secret)
+_RENEGOTIATION_INFO = int(ExtensionType.renegotiation_info)
+_ALPN = int(ExtensionType.application_layer_protocol_negotiation)
+_SIGNATURE_ALGORITHMS = int(ExtensionType.signature_algorithms)
 
 
 class ServerConnection(Connection):
@@ -79,20 +85,20 @@ class ServerConnection(Connection):
         secure_renegotiation = TLS_EMPTY_RENEGOTIATION_INFO_SCSV in hello.cipher_suites
         client_alpn: tuple[str, ...] = ()
         for ext_type, data in hello.extensions:
-            if ext_type == ExtensionType.server_name:
+            if ext_type == _SERVER_NAME:
                 self._server_name = decode_server_name(data)
-            elif ext_type == ExtensionType.extended_master_secret:
+            elif ext_type == _EXTENDED_MASTER_SECRET:
                 check_empty(data, "extended_master_secret extension")
                 self._ems = True
-            elif ext_type == ExtensionType.renegotiation_info:
+            elif ext_type == _RENEGOTIATION_INFO:
                 # RFC 5746 §3.6: on an initial handshake it must be empty.
                 if decode_renegotiation_info(data):
                     raise RemoteProtocolError("non-empty renegotiation_info on an initial handshake",
                                               AlertDescription.handshake_failure)
                 secure_renegotiation = True
-            elif ext_type == ExtensionType.application_layer_protocol_negotiation:
+            elif ext_type == _ALPN:
                 client_alpn = decode_alpn(data)
-            elif ext_type == ExtensionType.signature_algorithms:
+            elif ext_type == _SIGNATURE_ALGORITHMS:
                 check_signature_algorithms(data)
         if self.config.require_extended_master_secret and not self._ems:
             raise RemoteProtocolError("client does not support the extended master secret, "
@@ -106,6 +112,7 @@ class ServerConnection(Connection):
                                           AlertDescription.no_application_protocol)
             self._alpn = chosen[0]
         self._suite = suite
+        self._transcript.start_hashing(self._suite.hash_name)
         self._client_random = hello.random
         self._client_version = hello.legacy_version.to_bytes(2, "big")
         events.append(ClientHello(

@@ -36,6 +36,10 @@ class State(enum.Enum):
     CLOSED = "closed"
     FAILED = "failed"
 
+    # Members are singletons, so identity hashing is exact; Enum's own
+    # __hash__ is Python code, run on every table lookup of every handshake.
+    __hash__ = object.__hash__
+
 
 # ChangeCipherSpec is its own content type, not a handshake message, but it
 # has a fixed place in the flight, so the table treats it as one.
