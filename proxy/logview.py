@@ -484,12 +484,20 @@ def _detail_text(detail: object) -> list[str]:
         return [str(detail)] if detail else []
     lines = []
     for key, value in detail.items():
-        if isinstance(value, list):
-            value = ", ".join(str(v) for v in value)
-        elif isinstance(value, bool):
-            value = "yes" if value else "no"
-        lines.append(f"{key}: {value}")
+        lines.append(f"{key}: {_detail_value(value)}")
     return lines
+
+
+def _detail_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None or value == [] or value == "":
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(_detail_value(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_detail_value(v)}" for k, v in value.items())
+    return str(value)
 
 
 def format_handshake(record: Record, color: bool = False) -> list[str]:

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import queue
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +123,138 @@ def write_log(path: Path, records: list[Record], tail: bytes = b"") -> Path:
             f.write(json.dumps(record).encode() + b"\n")
         f.write(tail)
     return path
+
+
+# --- real runs: `handshake-proxy serve` and `origin` as processes ----------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+STARTUP_S = 30.0  # a bound on waiting for a process to say it listens, not a timed assertion
+
+
+def cli(*argv: str) -> list[str]:
+    """The handshake-proxy command, run from this checkout with this interpreter."""
+    return [sys.executable, "-m", "proxy", *argv]
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HANDSHAKE_PROXY_")}
+    env.pop("SSLKEYLOGFILE", None)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class Proc:
+    """A child process whose output lines are collected by a thread, to wait on without hanging."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.argv = argv
+        self.popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, text=True, env=env or child_env(),
+                                      cwd=cwd)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, pattern: str, bound_s: float = STARTUP_S) -> re.Match[str]:
+        while True:
+            try:
+                line = self.lines.get(timeout=bound_s)
+            except queue.Empty:
+                raise AssertionError(f"{self.argv}: no line matching {pattern!r}; "
+                                     f"output: {self.seen}") from None
+            if line is None:
+                raise AssertionError(f"{self.argv} exited ({self.popen.wait()}) before "
+                                     f"{pattern!r}; output: {self.seen}")
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                return self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+        return self.popen.wait()
+
+
+@dataclass
+class RealRun:
+    """Certificates, the echo origin and the proxy, each a `handshake-proxy` process."""
+
+    tmp: Path
+    origin: Proc
+    proxy: Proc
+    origin_port: int
+    port: int
+
+    @property
+    def log(self) -> Path:
+        return self.tmp / "traffic.jsonl"
+
+    @property
+    def keylog(self) -> Path:
+        return self.tmp / "keylog.txt"
+
+    @property
+    def bodies(self) -> Path:
+        return self.tmp / "bodies"
+
+    @property
+    def certs(self) -> Path:
+        return self.tmp / "certs"
+
+    @property
+    def proxy_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def origin_url(self, path: str = "/", host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.origin_port}{path}"
+
+    def curl(self, url: str, *options: str) -> subprocess.CompletedProcess[str]:
+        curl = shutil.which("curl")
+        assert curl, "curl is not installed; .ci/run installs it"
+        return subprocess.run(
+            [curl, "-sS", "--max-time", "30", "--proxy", self.proxy_url,
+             "--proxy-cacert", str(self.certs / "ca.pem"), *options, url],
+            capture_output=True, text=True, timeout=60, env=child_env())
+
+    def stop(self) -> None:
+        """SIGTERM: the proxy finishes and flushes its log, then exits 0."""
+        assert self.proxy.stop() == 0, self.proxy.seen
+        self.origin.stop()
+
+
+@contextmanager
+def real_run(tmp: Path, *serve_options: str) -> Iterator[RealRun]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    subprocess.run(cli("certs", "--out", str(tmp / "certs")), check=True, capture_output=True,
+                   env=child_env(), timeout=60)
+    origin = Proc(cli("origin", "--listen", "127.0.0.1:0"))
+    proxy = None
+    try:
+        origin_port = int(origin.wait_for(r"listening on http://[\d.]+:(\d+)")[1])
+        proxy = Proc(cli("serve", "--listen", "127.0.0.1:0", "--cert", str(tmp / "certs/cert.pem"),
+                         "--key", str(tmp / "certs/key.pem"), "--traffic-log",
+                         str(tmp / "traffic.jsonl"), "--keylog", str(tmp / "keylog.txt"),
+                         "--bodies", str(tmp / "bodies"), *serve_options))
+        port = int(proxy.wait_for(r"listening on https://[\d.]+:(\d+)")[1])
+        yield RealRun(tmp, origin, proxy, origin_port, port)
+    finally:
+        if proxy is not None:
+            proxy.stop(signal.SIGKILL)
+        origin.stop(signal.SIGKILL)
 
 
 def _keys(value: Any) -> set[str]:
