@@ -108,8 +108,8 @@ class Connection:
             # EOF without close_notify: a truncation attack or a crash; the
             # caller must not take partial data as complete (RFC 5246 §7.2.1).
             self._read_closed = True
-            if self._state not in (State.FAILED,):
-                self._state = State.CLOSED if self._state is State.ESTABLISHED else self._state
+            if self._state is State.ESTABLISHED:
+                self._state = State.CLOSED
             events.append(ConnectionClosed(clean=False))
             return events
         self._records.feed(data)
