@@ -163,6 +163,13 @@ class ClientSession:
                 return False
             self.ctx.exchanges += 1
             ex.set_request(req)
+            # h11 enforces its limit only on a header block split across reads; one
+            # that arrived whole is measured here, so the limit holds either way.
+            head_size = len(req.method) + len(req.target) + 12 + sum(
+                len(n) + len(v) + 4 for n, v in req.headers.raw_items())
+            if head_size > self.cfg.max_header_bytes:
+                raise HttpError(431, f"request header block larger than "
+                                     f"{self.cfg.max_header_bytes} bytes")
             keep = await ex.forward(req)
         except HttpError as err:
             if self.ctx.exchanges == record["seq"] - 1:

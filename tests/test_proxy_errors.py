@@ -1,0 +1,204 @@
+"""Each failure provoked for real (issue 3, point 4): its status, its log record, and the
+proxy then serves a normal request."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+from proxy_helpers import (
+    FakeOrigin,
+    RunningProxy,
+    client_context,
+    curl,
+    free_port,
+    read_request_head,
+    running_proxy,
+)
+
+
+def _status_then_normal(rp: RunningProxy, bad_url: str) -> tuple[int, bytes]:
+    """The bad request and a good one on the same keep-alive connection (one curl)."""
+    r = curl(rp, "-o", "/dev/null", "-w", "%{http_code}\n", bad_url,
+             "-o", "-", "-w", "%{http_code}\n", f"{rp.origin}/after")
+    lines = r.stdout.split(b"\n")
+    status = int(lines[0])
+    assert lines[-2] == b"200", r.stdout
+    assert b'"path": "/after"' in r.stdout
+    return status, r.stdout
+
+
+def _record(records: list[dict], url_part: str) -> dict:
+    (rec,) = [r for r in records if r["type"] == "exchange" and r["request"]["url"].endswith(url_part)]
+    return rec
+
+
+def test_origin_refuses_connection_502(certs, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    with running_proxy(certs, tmp_path) as rp:
+        status, _ = _status_then_normal(rp, f"http://127.0.0.1:{port}/closed")
+        assert status == 502
+        r = curl(rp, f"http://127.0.0.1:{port}/closed-again")
+        assert b"502 Bad Gateway: origin refused the connection" in r.stdout
+        records = rp.stop()
+    rec = _record(records, "/closed")
+    assert rec["response"]["status"] == 502
+    assert "refused" in rec["error"]
+
+
+def test_silent_origin_504(certs, tmp_path: Path) -> None:
+    stop = threading.Event()
+
+    def silent(conn: socket.socket) -> None:
+        read_request_head(conn)
+        stop.wait(30)  # says nothing until the test ends
+
+    origin = FakeOrigin(silent)
+    try:
+        with running_proxy(certs, tmp_path, origin_timeout=1.0) as rp:
+            status, _ = _status_then_normal(rp, f"http://127.0.0.1:{origin.port}/silent")
+            assert status == 504
+            records = rp.stop()
+    finally:
+        stop.set()
+        origin.close()
+    rec = _record(records, "/silent")
+    assert rec["response"]["status"] == 504
+    assert "did not answer within 1s" in rec["error"]
+
+
+def test_origin_sends_garbage_502(certs, tmp_path: Path) -> None:
+    def garbage(conn: socket.socket) -> None:
+        read_request_head(conn)
+        conn.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        conn.close()
+
+    origin = FakeOrigin(garbage)
+    try:
+        with running_proxy(certs, tmp_path) as rp:
+            status, _ = _status_then_normal(rp, f"http://127.0.0.1:{origin.port}/garbage")
+            assert status == 502
+            records = rp.stop()
+    finally:
+        origin.close()
+    rec = _record(records, "/garbage")
+    assert "origin sent an invalid response" in rec["error"]
+
+
+def test_origin_dies_mid_body_client_sees_abort(certs, tmp_path: Path) -> None:
+    def dies(conn: socket.socket) -> None:
+        read_request_head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        conn.close()
+
+    origin = FakeOrigin(dies)
+    try:
+        with running_proxy(certs, tmp_path) as rp:
+            r = curl(rp, f"http://127.0.0.1:{origin.port}/dies")
+            # curl: "transfer closed with N bytes remaining" — not a complete response.
+            assert r.returncode != 0, r.stderr
+            assert len(r.stdout) < 100000
+            # Python's ssl agrees: the body is short of the declared length.
+            import urllib3
+            ctx = client_context(certs.ca_pem)
+            pm = urllib3.ProxyManager(rp.url, proxy_ssl_context=ctx, ssl_context=ctx)
+            with pytest.raises(urllib3.exceptions.ProtocolError):
+                pm.request("GET", f"http://127.0.0.1:{origin.port}/dies-too", retries=False)
+            r = curl(rp, f"{rp.origin}/after")
+            assert r.returncode == 0 and b'"/after"' in r.stdout
+            records = rp.stop()
+    finally:
+        origin.close()
+    rec = _record(records, "/dies")
+    assert rec["response"]["status"] == 200
+    assert "mid-body" in rec["error"]
+    assert rec["response"]["body"]["size"] == 1000
+
+
+def test_oversized_request_header_431(certs, tmp_path: Path) -> None:
+    with running_proxy(certs, tmp_path, max_header_bytes=16 * 1024) as rp:
+        r = curl(rp, "-i", "-H", "X-Big: " + "a" * 20000, f"{rp.origin}/big")
+        assert r.stdout.startswith(b"HTTP/1.1 431 ")
+        assert b"header block larger than 16384 bytes" in r.stdout
+        r = curl(rp, f"{rp.origin}/after")
+        assert r.returncode == 0 and b'"/after"' in r.stdout
+        records = rp.stop()
+    (rec,) = [r for r in records if r["type"] == "exchange" and r["response"]["status"] == 431]
+    assert "header block" in rec["error"]
+
+
+def _raw_request(rp: RunningProxy, request: bytes) -> bytes:
+    ctx = client_context(rp.certs.ca_pem)
+    with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(request)
+            data = b""
+            while True:
+                try:
+                    chunk = tls.recv(65536)
+                except ssl.SSLEOFError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+    return data
+
+
+@pytest.mark.parametrize("target, why", [
+    (b"/origin-form", b"origin-form request target"),
+    (b"ftp://127.0.0.1/file", b"unsupported scheme 'ftp'"),
+    (b"http://:80/nohost", b"no host"),
+    (b"http://127.0.0.1:99999/", b"bad port"),
+])
+def test_bad_request_targets_400(certs, tmp_path: Path, target: bytes, why: bytes) -> None:
+    with running_proxy(certs, tmp_path) as rp:
+        answer = _raw_request(rp, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert why in answer
+        r = curl(rp, f"{rp.origin}/after")
+        assert r.returncode == 0 and b'"/after"' in r.stdout
+        records = rp.stop()
+    rec = [r for r in records if r["type"] == "exchange"][0]
+    assert rec["response"]["status"] == 400
+    assert why.decode() in rec["error"]
+
+
+def test_malformed_http_400(certs, tmp_path: Path) -> None:
+    with running_proxy(certs, tmp_path) as rp:
+        answer = _raw_request(rp, b"THIS IS NOT A REQUEST LINE\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert b"malformed request" in answer
+        records = rp.stop()
+    (rec,) = [r for r in records if r["type"] == "exchange"]
+    assert rec["response"]["status"] == 400
+
+
+def test_bad_tls_gets_an_alert_and_a_connection_record(certs, tmp_path: Path) -> None:
+    with running_proxy(certs, tmp_path) as rp:
+        ctx = ssl.create_default_context(cafile=str(certs.ca_pem))
+        ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")  # no suite in common
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw:
+            with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+                ctx.wrap_socket(raw, server_hostname="localhost")
+        r = curl(rp, f"{rp.origin}/after")
+        assert r.returncode == 0
+        records = rp.stop()
+    failed = [r for r in records if r["type"] == "connection" and r["error"]]
+    assert len(failed) == 1 and failed[0]["tls"] is None
+    assert "handshake failed" in failed[0]["error"] and "handshake_failure" in failed[0]["error"]
+
+
+def test_client_not_allowed_is_refused(certs, tmp_path: Path) -> None:
+    from proxy.config import parse_networks
+    with running_proxy(certs, tmp_path, allowed_clients=parse_networks(["10.0.0.0/8"])) as rp:
+        r = curl(rp, f"{rp.origin}/nope")
+        assert r.returncode != 0
+        records = rp.stop()
+    (rec,) = records
+    assert rec["type"] == "connection" and "not allowed" in rec["error"]
+    assert json.dumps(rec)  # a plain JSON record
