@@ -148,3 +148,47 @@ def read_request_head(conn: socket.socket) -> bytes:
             break
         data += chunk
     return data
+
+
+class BackgroundOrigin:
+    """The echo origin alone, in its own event loop thread (for a proxy run as a subprocess)."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        from proxy.origin import Origin
+        self._asyncio = asyncio
+        self.loop = asyncio.new_event_loop()
+        self.origin = Origin()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        fut = asyncio.run_coroutine_threadsafe(self.origin.start(), self.loop)
+        self.port = fut.result()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._asyncio.run_coroutine_threadsafe(self.origin.aclose(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+def start_serve(*args: str, env: dict[str, str] | None = None
+                ) -> tuple[subprocess.Popen[str], int, list[str]]:
+    """``python -m proxy serve ...`` as a subprocess; waits for its startup lines."""
+    import os
+    import sys
+    cmd = [sys.executable, "-m", "proxy", "serve", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env or dict(os.environ), cwd=str(Path(__file__).parent.parent))
+    assert proc.stdout is not None
+    lines = []
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"serve exited: {proc.wait()} {proc.stderr.read() if proc.stderr else ''}")
+        lines.append(line.rstrip("\n"))
+        if line.startswith("  sha256 fingerprint:"):
+            break
+    port = int(lines[0].rsplit(":", 1)[1])
+    return proc, port, lines

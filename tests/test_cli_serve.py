@@ -1,0 +1,127 @@
+"""`handshake-proxy serve` as users run it: startup lines, configuration errors, SIGTERM
+(issue 3, point 6), environment variables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import make_cert_files
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from proxy_helpers import BackgroundOrigin, read_log, start_serve
+
+from proxy.origin import pattern_sha256
+
+REPO = Path(__file__).parent.parent
+
+
+def _serve_fails(*args: str, env: dict[str, str] | None = None) -> str:
+    r = subprocess.run([sys.executable, "-m", "proxy", "serve", *args], capture_output=True,
+                       text=True, timeout=30, cwd=REPO, env=env)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr  # one clear line, no traceback
+    assert lines[0].startswith("handshake-proxy: error: ")
+    return lines[0]
+
+
+def test_startup_prints_address_subject_fingerprint(certs, tmp_path: Path) -> None:
+    proc, port, lines = start_serve("--listen", "127.0.0.1:0", "--cert", str(certs.chain_pem),
+                                    "--key", str(certs.key_pem))
+    try:
+        assert lines[0] == f"handshake-proxy listening on https://127.0.0.1:{port}"
+        assert lines[1].startswith("  certificate: ") and "O=trustme" in lines[1]
+        fingerprint = lines[2].split(": ", 1)[1]
+        der = certs.cert.cert_chain_pems[0].bytes()
+        from cryptography import x509
+        leaf = x509.load_pem_x509_certificate(der)
+        expected = leaf.fingerprint(leaf.signature_hash_algorithm).hex()  # sha256 for trustme
+        assert fingerprint.replace(":", "").lower() == expected
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_configuration_errors_exit_nonzero_with_one_line(certs, tmp_path: Path) -> None:
+    chain, key = str(certs.chain_pem), str(certs.key_pem)
+    assert "no such file" in _serve_fails("--listen", "127.0.0.1:0", "--cert",
+                                          str(tmp_path / "missing.pem"), "--key", key)
+    other = make_cert_files(tmp_path / "other")
+    assert "does not match" in _serve_fails("--listen", "127.0.0.1:0", "--cert", chain,
+                                            "--key", str(other.key_pem))
+    ec_key = tmp_path / "ec.pem"
+    ec_key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    assert "RSA" in _serve_fails("--listen", "127.0.0.1:0", "--cert", chain, "--key", str(ec_key))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = _serve_fails("--listen", f"127.0.0.1:{port}", "--cert", chain, "--key", key)
+        assert f"cannot listen on 127.0.0.1:{port}" in line and "in use" in line
+    assert "--cert" in _serve_fails("--listen", "127.0.0.1:0")
+    assert "not a number" in _serve_fails("--listen", "127.0.0.1:http", "--cert", chain,
+                                          "--key", key)
+
+
+def test_environment_variables_configure_serve(certs, tmp_path: Path) -> None:
+    log = tmp_path / "env-traffic.jsonl"
+    env = dict(os.environ, HANDSHAKE_PROXY_LISTEN="127.0.0.1:0",
+               HANDSHAKE_PROXY_CERT=str(certs.chain_pem), HANDSHAKE_PROXY_KEY=str(certs.key_pem),
+               HANDSHAKE_PROXY_TRAFFIC_LOG=str(log), HANDSHAKE_PROXY_REDACT_HEADER="X-Secret")
+    origin = BackgroundOrigin()
+    proc, port, _ = start_serve(env=env)
+    try:
+        r = subprocess.run(["curl", "-sS", "--proxy", f"https://127.0.0.1:{port}",
+                            "--proxy-cacert", str(certs.ca_pem), "-H", "X-Secret: hunter2",
+                            f"{origin.url}/bytes/10"], capture_output=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        origin.close()
+    (ex,) = [r for r in read_log(log) if r["type"] == "exchange"]
+    assert ["X-Secret", "[redacted]"] in ex["request"]["headers"]
+    assert "hunter2" not in log.read_text()  # /bytes does not echo headers back
+
+
+def test_sigterm_lets_a_slow_download_finish(certs, tmp_path: Path) -> None:
+    log = tmp_path / "traffic.jsonl"
+    size = 2_000_000
+    origin = BackgroundOrigin()
+    proc, port, _ = start_serve("--listen", "127.0.0.1:0", "--cert", str(certs.chain_pem),
+                                "--key", str(certs.key_pem), "--traffic-log", str(log),
+                                "--grace-period", "20")
+    out = tmp_path / "download.bin"
+    try:
+        curl = subprocess.Popen(["curl", "-sS", "--proxy", f"https://127.0.0.1:{port}",
+                                 "--proxy-cacert", str(certs.ca_pem), "-o", str(out),
+                                 f"{origin.url}/slow/{size}?seconds=2"], stderr=subprocess.PIPE)
+        # The connection record is written after the handshake: the download is under way.
+        deadline = time.monotonic() + 15
+        while not any(r["type"] == "connection" for r in read_log(log)):
+            assert time.monotonic() < deadline, "no connection record"
+            time.sleep(0.02)
+        time.sleep(0.3)  # let the response start
+        proc.send_signal(signal.SIGTERM)
+        assert curl.wait(timeout=30) == 0, curl.stderr.read() if curl.stderr else ""
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        origin.close()
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == pattern_sha256(size)
+    assert proc.stdout is not None and "handshake-proxy stopped" in proc.stdout.read()
+    (ex,) = [r for r in read_log(log) if r["type"] == "exchange"]
+    assert ex["error"] is None and ex["response"]["status"] == 200
+    assert ex["response"]["body"]["size"] == size
+    json.dumps(ex)
