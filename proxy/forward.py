@@ -281,7 +281,6 @@ class _Exchange:
         upstream = h11.Request(method=req.method, target=target.path, headers=headers)
         has_body = any(n in (b"content-length", b"transfer-encoding") and v != b"0"
                        for n, v in req.headers)
-        pool = self.s.ctx.pool
         # A request without a body can be retried once if a pooled connection
         # turns out to have been closed by the origin meanwhile.
         for attempt in (0, 1):
@@ -354,14 +353,14 @@ class _Exchange:
             ev = await s._client_event(idle)
             if type(ev) is h11.Data:
                 tap.update(ev.data)
-                writer.writelines(send(ev))
+                writer.writelines(send(ev) or ())
                 try:
                     await writer.drain()
                 except OSError as exc:
                     raise HttpError(502, f"origin reset the connection during the upload "
                                          f"({exc.strerror or exc})") from None
             elif type(ev) is h11.EndOfMessage:
-                writer.writelines(send(h11.EndOfMessage()))
+                writer.writelines(send(h11.EndOfMessage()) or ())
                 try:
                     await writer.drain()
                 except OSError as exc:
@@ -432,7 +431,7 @@ class _Exchange:
                 ev = await self._origin_event(oc, head=False)
                 if type(ev) is h11.Data:
                     tap.update(ev.data)
-                    pieces = send(ev)
+                    pieces = send(ev) or [b""]
                     stream.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
                     await stream.drain()
                 elif type(ev) is h11.EndOfMessage:
@@ -473,12 +472,11 @@ class _Exchange:
         self.set_response(200, b"Connection established", headers)
         s.stream.write(s.h.send(h11.Response(status_code=200, headers=headers,
                                              reason=b"Connection established")) or b"")
-        tunnel = {"host": host, "port": port, "bytes_up": 0, "bytes_down": 0}
-        self.record["tunnel"] = tunnel
+        counts = [0, 0]  # bytes up, bytes down
         trailing, _closed = s.h.trailing_data
         if trailing:
             oc.writer.write(trailing)
-            tunnel["bytes_up"] += len(trailing)
+            counts[0] += len(trailing)
         idle = cfg.idle_timeout
 
         async def up() -> None:
@@ -488,7 +486,7 @@ class _Exchange:
                     if oc.writer.can_write_eof():
                         oc.writer.write_eof()
                     return
-                tunnel["bytes_up"] += len(data)
+                counts[0] += len(data)
                 oc.writer.write(data)
                 await oc.writer.drain()
 
@@ -497,7 +495,7 @@ class _Exchange:
                 data = await within(oc.reader.read(READ_SIZE), idle)
                 if not data:
                     return
-                tunnel["bytes_down"] += len(data)
+                counts[1] += len(data)
                 s.stream.write(data)
                 await s.stream.drain()
 
@@ -515,6 +513,8 @@ class _Exchange:
                     task.cancel()
             await asyncio.gather(up_task, down_task, return_exceptions=True)
             oc.close()
+            self.record["tunnel"] = {"host": host, "port": port, "bytes_up": counts[0],
+                                     "bytes_down": counts[1]}
         for task in (up_task, down_task):
             if not task.cancelled() and task.exception() is not None:
                 self.record["error"] = f"tunnel ended: {type(task.exception()).__name__}"

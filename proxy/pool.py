@@ -35,8 +35,9 @@ class OriginConnection:
 
     def usable(self) -> bool:
         """False if the origin closed it (or sent unasked-for bytes) while idle."""
-        return not (self.writer.transport.is_closing() or self.reader.at_eof()
-                    or len(self.reader._buffer) > 0)  # noqa: SLF001 - no public peek in asyncio
+        # asyncio has no public peek: unread bytes on an idle connection mean it is not idle.
+        buffered = getattr(self.reader, "_buffer", b"")
+        return not (self.writer.transport.is_closing() or self.reader.at_eof() or buffered)
 
     def close(self) -> None:
         self.writer.close()

@@ -7,6 +7,7 @@ HTTP in h11) is synchronous; this module only moves bytes and keeps time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import signal
@@ -33,7 +34,7 @@ class KeyLogFile:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._file = open(path, "a", encoding="ascii")
+        self._file = open(path, "a", encoding="ascii")  # noqa: SIM115 - open for the run
 
     def __call__(self, line: str) -> None:
         self._file.write(line + "\n")
@@ -142,10 +143,8 @@ class ProxyServer:
                         conn_id, client, when, None,
                         [step_record(ev, at) for ev, at in stream.steps],
                         f"handshake failed: {reason}")
-                    try:
+                    with contextlib.suppress(TimeoutError, OSError):
                         await within(writer.drain(), 1.0)  # let the alert go out
-                    except (TimeoutError, OSError):
-                        pass
                     return
                 steps = [step_record(ev, at) for ev, at in stream.steps]
                 ctx.tls = tls_record(session, stream.steps[-1][1])

@@ -126,7 +126,9 @@ class TrafficLog:
         self.path = path
         self.records: list[Record] | None = [] if keep_in_memory else None
         self._queue: queue.SimpleQueue[Record | None] = queue.SimpleQueue()
-        self._file: TextIO | None = open(path, "a", encoding="utf-8") if path else None
+        # Open for the whole run; close() flushes and closes it.
+        self._file: TextIO | None = (
+            open(path, "a", encoding="utf-8") if path else None)  # noqa: SIM115
         self._thread: threading.Thread | None = None
         if self._file is not None:
             self._thread = threading.Thread(target=self._run, name="traffic-log", daemon=True)

@@ -3,6 +3,7 @@ and misbehaving origins (plain sockets in threads)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -127,10 +128,8 @@ class FakeOrigin:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.behaviour(conn)
-        except OSError:
-            pass
 
     def close(self) -> None:
         self._stop.set()

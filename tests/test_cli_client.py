@@ -80,10 +80,10 @@ def test_certs_command_then_serve_then_client_trace(tmp_path: Path) -> None:
                             capture_output=True, timeout=30)
         assert r2.returncode == 0, r2.stderr
         import socket
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            with client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                assert tls.version() == "TLSv1.2"
-                assert tls.cipher()[0] in ("AES128-GCM-SHA256", "AES256-GCM-SHA384")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.version() == "TLSv1.2"
+            assert tls.cipher()[0] in ("AES128-GCM-SHA256", "AES256-GCM-SHA384")
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -133,18 +133,18 @@ def test_oversized_request_header_431(certs, tmp_path: Path) -> None:
 
 def _raw_request(rp: RunningProxy, request: bytes) -> bytes:
     ctx = client_context(rp.certs.ca_pem)
-    with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(request)
-            data = b""
-            while True:
-                try:
-                    chunk = tls.recv(65536)
-                except ssl.SSLEOFError:
-                    break
-                if not chunk:
-                    break
-                data += chunk
+    with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(request)
+        data = b""
+        while True:
+            try:
+                chunk = tls.recv(65536)
+            except ssl.SSLEOFError:
+                break
+            if not chunk:
+                break
+            data += chunk
     return data
 
 
@@ -182,9 +182,9 @@ def test_bad_tls_gets_an_alert_and_a_connection_record(certs, tmp_path: Path) ->
         ctx = ssl.create_default_context(cafile=str(certs.ca_pem))
         ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")  # no suite in common
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-        with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw:
-            with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
-                ctx.wrap_socket(raw, server_hostname="localhost")
+        with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw, \
+                pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE"):
+            ctx.wrap_socket(raw, server_hostname="localhost")
         r = curl(rp, f"{rp.origin}/after")
         assert r.returncode == 0
         records = rp.stop()

@@ -34,7 +34,7 @@ def test_httpx_keep_alive_one_handshake_one_origin_connection(certs, tmp_path: P
     assert len(exchanges) == len(bodies) + 1
     assert {e["conn"] for e in exchanges} == {conns[0]["conn"]}
     assert [e["seq"] for e in exchanges] == list(range(1, len(exchanges) + 1))
-    for e, body in zip(exchanges, bodies):
+    for e, body in zip(exchanges, bodies, strict=False):
         assert e["request"]["body"]["sha256"] == hashlib.sha256(body).hexdigest()
         assert e["response"]["body"]["size"] == len(body)
     # Only the first exchange paid for the origin connection.
