@@ -66,6 +66,7 @@ def require_binary(name: str) -> str:
 # Our ServerConnection behind a real TCP socket (one thread per served connection), our
 # ClientConnection driven over a socket, and `openssl s_server` as a subprocess.
 
+import contextlib  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
@@ -124,10 +125,8 @@ class OurServer:
                 self._serve(sock, conn)
             except ProtocolError as exc:
                 self.error = exc
-                try:
+                with contextlib.suppress(OSError):
                     sock.sendall(conn.data_to_send())
-                except OSError:
-                    pass
             except BaseException as exc:  # reported by join()
                 self.error = exc
 

@@ -59,11 +59,11 @@ def test_python_ssl_client_key_log(certs: CertFiles, our_server: Callable[..., O
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(suite.openssl_name)
     context.keylog_filename = str(keylog)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(b"k")
-            assert tls.recv(1) == b"k"
-            tls.unwrap()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"k")
+        assert tls.recv(1) == b"k"
+        tls.unwrap()
     server.join()
     assert server.error is None, repr(server.error)
     assert len(ours) == 1 and LINE.match(ours[0]), ours

@@ -167,7 +167,8 @@ def test_application_data_split_at_awkward_points(client_config: ClientConfig,
     data = pair.client.data_to_send()
     received = b""
     # Cuts inside headers, nonces, ciphertexts and tags.
-    for start, end in zip([0, 2, 7, 16400, 16430, 40000], [2, 7, 16400, 16430, 40000, len(data)]):
+    for start, end in zip([0, 2, 7, 16400, 16430, 40000], [2, 7, 16400, 16430, 40000, len(data)],
+                          strict=True):
         for event in pair.server.receive_data(data[start:end]):
             assert isinstance(event, ApplicationData)
             received += event.data

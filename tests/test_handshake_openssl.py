@@ -126,11 +126,11 @@ def test_python_ssl_client_without_ems(certs: CertFiles, server_config: ServerCo
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.options |= SSL_OP_NO_EXTENDED_MASTER_SECRET
     context.set_ciphers("AES128-GCM-SHA256")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(b"no ems")
-            assert tls.recv(100) == b"no ems"
-            tls.unwrap()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"no ems")
+        assert tls.recv(100) == b"no ems"
+        tls.unwrap()
     server.join()
     assert server.error is None, repr(server.error)
     assert not server.session.extended_master_secret
@@ -145,9 +145,9 @@ def test_python_ssl_client_without_ems_refused_when_required(
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.options |= SSL_OP_NO_EXTENDED_MASTER_SECRET
     context.set_ciphers("AES128-GCM-SHA256")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw:
-        with pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE|handshake failure"):
-            context.wrap_socket(raw, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
+            pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE|handshake failure"):
+        context.wrap_socket(raw, server_hostname="localhost")
     server.join()
     assert isinstance(server.error, RemoteProtocolError), repr(server.error)
     assert server.error.alert is AlertDescription.handshake_failure

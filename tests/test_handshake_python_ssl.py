@@ -53,17 +53,17 @@ def test_python_ssl_client(certs: CertFiles, server_config: ServerConfig,
     server = our_server(server_config, reply=lambda data: data.upper())
     context = client_context(certs, suite.openssl_name)
     context.set_alpn_protocols(["http/1.1"])
-    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            assert tls.version() == "TLSv1.2"
-            name, protocol, bits = tls.cipher()  # type: ignore[misc]
-            assert (name, protocol) == (suite.openssl_name, "TLSv1.2")
-            assert bits == suite.key_len * 8
-            assert tls.selected_alpn_protocol() == "http/1.1"
-            tls.sendall(b"hello, server")
-            assert recv_exactly(tls, 13) == b"HELLO, SERVER"
-            # unwrap() sends close_notify and waits for the server's close_notify.
-            tls.unwrap()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        assert tls.version() == "TLSv1.2"
+        name, protocol, bits = tls.cipher()  # type: ignore[misc]
+        assert (name, protocol) == (suite.openssl_name, "TLSv1.2")
+        assert bits == suite.key_len * 8
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        tls.sendall(b"hello, server")
+        assert recv_exactly(tls, 13) == b"HELLO, SERVER"
+        # unwrap() sends close_notify and waits for the server's close_notify.
+        tls.unwrap()
     server.join()
     assert server.error is None, repr(server.error)
     session = server.session
@@ -87,12 +87,12 @@ def test_python_ssl_client_both_suites_offered_gets_server_preference(
                        CipherSuite.TLS_RSA_WITH_AES_128_GCM_SHA256])
     server = our_server(config)
     context = client_context(certs, "AES128-GCM-SHA256:AES256-GCM-SHA384")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            assert tls.cipher()[0] == "AES256-GCM-SHA384"  # type: ignore[index]
-            tls.sendall(b"x")
-            assert recv_exactly(tls, 1) == b"x"
-            tls.unwrap()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        assert tls.cipher()[0] == "AES256-GCM-SHA384"  # type: ignore[index]
+        tls.sendall(b"x")
+        assert recv_exactly(tls, 1) == b"x"
+        tls.unwrap()
     server.join()
     assert server.session.cipher_suite is CipherSuite.TLS_RSA_WITH_AES_256_GCM_SHA384
 
@@ -102,12 +102,12 @@ def test_python_ssl_client_capable_of_tls13_gets_tls12(
         our_server: Callable[..., OurServer]) -> None:
     server = our_server(server_config)
     context = client_context(certs, "AES128-GCM-SHA256", tls12_only=False)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            assert tls.version() == "TLSv1.2"
-            tls.sendall(b"ping")
-            assert recv_exactly(tls, 4) == b"ping"
-            tls.unwrap()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        assert tls.version() == "TLSv1.2"
+        tls.sendall(b"ping")
+        assert recv_exactly(tls, 4) == b"ping"
+        tls.unwrap()
     server.join()
     hello = next(e for e in server.events if isinstance(e, ClientHello))
     assert 0x0304 in hello.offered_versions and 0x0303 in hello.offered_versions
@@ -120,11 +120,11 @@ def test_python_ssl_client_large_data_both_ways(
     server = our_server(server_config)
     payload = bytes(range(256)) * 1024  # 256 KiB: many full records each way
     context = client_context(certs, "AES128-GCM-SHA256")
-    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            tls.sendall(payload)
-            assert recv_exactly(tls, len(payload)) == payload
-            tls.unwrap()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(payload)
+        assert recv_exactly(tls, len(payload)) == payload
+        tls.unwrap()
     server.join()
     assert server.error is None, repr(server.error)
     assert server.received == payload

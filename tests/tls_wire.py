@@ -432,3 +432,31 @@ class ManualClient:
         """Decrypt every record the server sent after its Finished: (content_type, plaintext)."""
         assert self.read is not None
         return [(r.content_type, self.read.open(r)) for r in parse_records(data)]
+
+
+# -- a server flight done by hand (to test the client side) ------------------------------------
+
+def server_hello_body(random: bytes | None = None, *, version: int = TLS12,
+                      session_id: bytes = b"", cipher_suite: int = AES128_GCM_SHA256,
+                      compression_method: int = 0,
+                      extensions: Iterable[bytes] | None = None) -> bytes:
+    """The ServerHello body (RFC 5246 §7.4.1.3); ``extensions=None`` gives EMS and
+    renegotiation_info, ``[]`` an empty list."""
+    if random is None:
+        random = os.urandom(32)
+    exts = ([ext_renegotiation_info(), ext_extended_master_secret()] if extensions is None
+            else list(extensions))
+    return (u16(version) + random + vec8(session_id) + u16(cipher_suite) + u8(compression_method)
+            + vec16(b"".join(exts)))
+
+
+def certificate_body(chain_der: Sequence[bytes]) -> bytes:
+    """The Certificate body (RFC 5246 §7.4.2): a vector of DER certificates, leaf first."""
+    return vec24(b"".join(vec24(der) for der in chain_der))
+
+
+def server_flight(chain_der: Sequence[bytes], *, hello: bytes | None = None) -> bytes:
+    """ServerHello, Certificate, ServerHelloDone as handshake messages (no record framing)."""
+    return (handshake_message(SERVER_HELLO, hello if hello is not None else server_hello_body())
+            + handshake_message(CERTIFICATE, certificate_body(chain_der))
+            + handshake_message(SERVER_HELLO_DONE, b""))
