@@ -1,0 +1,102 @@
+"""The pure rules of proxying (targets, hop-by-hop headers) and the log's body summaries."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from proxy.config import basic_credentials, parse_host_port
+from proxy.messages import (
+    HttpError,
+    credentials_ok,
+    parse_absolute_target,
+    parse_authority,
+    request_headers_upstream,
+    response_headers_downstream,
+)
+from proxy.traffic_log import BodyTap, header_pairs
+
+
+@pytest.mark.parametrize("target, host, port, authority, path", [
+    (b"http://example.com/a?b=1", "example.com", 80, b"example.com", b"/a?b=1"),
+    (b"HTTP://example.com:8080", "example.com", 8080, b"example.com:8080", b"/"),
+    (b"http://127.0.0.1:9?x", "127.0.0.1", 9, b"127.0.0.1:9", b"/?x"),
+    (b"http://[::1]:8080/p#frag", "::1", 8080, b"[::1]:8080", b"/p"),
+])
+def test_absolute_targets(target: bytes, host: str, port: int, authority: bytes,
+                          path: bytes) -> None:
+    t = parse_absolute_target(target)
+    assert (t.host, t.port, t.authority, t.path) == (host, port, authority, path)
+
+
+@pytest.mark.parametrize("target, why", [
+    (b"/index.html", "origin-form"),
+    (b"https://example.com/", "unsupported scheme"),
+    (b"example.com/x", "expected http://"),
+    (b"http://user:pw@example.com/", "user info"),
+    (b"http://example.com:0/", "bad port"),
+    (b"http://example.com:/", "empty port"),
+    (b"http://[::1/", "IPv6"),
+])
+def test_bad_targets(target: bytes, why: str) -> None:
+    with pytest.raises(HttpError) as err:
+        parse_absolute_target(target)
+    assert err.value.status == 400 and why in err.value.message
+
+
+def test_connect_authority_needs_a_port() -> None:
+    assert parse_authority(b"example.com:443", None) == ("example.com", 443)
+    with pytest.raises(HttpError):
+        parse_authority(b"example.com", None)
+
+
+def test_hop_by_hop_headers_removed_both_ways() -> None:
+    raw = [(b"Host", b"evil"), (b"Connection", b"keep-alive, X-Private"), (b"X-Private", b"1"),
+           (b"Keep-Alive", b"300"), (b"Proxy-Connection", b"keep-alive"), (b"TE", b"trailers"),
+           (b"Trailer", b"X"), (b"Upgrade", b"h2c"), (b"Proxy-Authorization", b"Basic x"),
+           (b"Expect", b"100-continue"), (b"Content-Length", b"5"), (b"X-Kept", b"yes")]
+    t = parse_absolute_target(b"http://origin:8080/p")
+    up = request_headers_upstream(raw, t, "10.1.2.3", x_forwarded_for=True, drop_expect=True)
+    assert up == [(b"Host", b"origin:8080"), (b"Content-Length", b"5"), (b"X-Kept", b"yes"),
+                  (b"Via", b"1.1 handshake-proxy"), (b"X-Forwarded-For", b"10.1.2.3")]
+    down = response_headers_downstream([(b"Connection", b"close"), (b"Proxy-Authenticate", b"x"),
+                                        (b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"')])
+    assert down == [(b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"'),
+                    (b"Via", b"1.1 handshake-proxy")]
+
+
+def test_basic_credentials() -> None:
+    value = basic_credentials("alice:pw")
+    assert value == b"Basic " + base64.b64encode(b"alice:pw")
+    assert credentials_ok(value, frozenset({value}))
+    assert not credentials_ok(b"Basic xxx", frozenset({value}))
+    assert not credentials_ok(None, frozenset({value}))
+
+
+def test_parse_host_port() -> None:
+    assert parse_host_port("0.0.0.0:8443") == ("0.0.0.0", 8443)
+    assert parse_host_port("[::1]:1") == ("::1", 1)
+    with pytest.raises(ValueError):
+        parse_host_port("localhost")
+
+
+def test_body_tap_text_binary_and_truncation() -> None:
+    tap = BodyTap(8)
+    tap.update("héllo wörld".encode())
+    rec = tap.to_record()
+    assert rec["preview_encoding"] == "text" and rec["truncated"] is True
+    assert rec["preview"] == "héllo w"  # the cut 'ö' is dropped, not mangled
+    assert rec["sha256"] == hashlib.sha256("héllo wörld".encode()).hexdigest()
+    binary = BodyTap(4096)
+    binary.update(b"\x00\x01\xff")
+    rec = binary.to_record()
+    assert rec["preview_encoding"] == "base64" and base64.b64decode(rec["preview"]) == b"\x00\x01\xff"
+    assert rec["size"] == 3 and rec["truncated"] is False and rec["file"] is None
+
+
+def test_header_pairs_redact() -> None:
+    pairs = header_pairs([(b"Proxy-Authorization", b"Basic x"), (b"Cookie", b"a=1")],
+                         frozenset({b"proxy-authorization", b"cookie"}))
+    assert pairs == [["Proxy-Authorization", "[redacted]"], ["Cookie", "[redacted]"]]
