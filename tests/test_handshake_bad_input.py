@@ -9,6 +9,8 @@ once the server protects its records), and nothing else was queued.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import tls_wire as wire
 
@@ -389,3 +391,149 @@ def test_the_connection_stays_failed(server_config: ServerConfig) -> None:
     with pytest.raises(ProtocolError):
         server.send_application_data(b"x")
     assert server.data_to_send() == b""
+
+
+# -- more ClientHello rules (RFC 5246 §7.4.1.2, RFC 6066 §3, RFC 5746 §3.6, RFC 7627 §5.1) ------
+
+def body_with(*, after_random: bytes) -> bytes:
+    """A ClientHello body whose bytes after version and random are given verbatim."""
+    return wire.u16(wire.TLS12) + os.urandom(32) + after_random
+
+
+SUITES_AND_NULL = wire.vec16(wire.u16(wire.AES128_GCM_SHA256)) + wire.vec8(b"\x00")
+
+MALFORMED_HELLOS: dict[str, tuple[bytes, tuple[AlertDescription, ...]]] = {
+    "session_id-of-33-bytes": (
+        body_with(after_random=wire.vec8(b"s" * 33) + SUITES_AND_NULL + wire.vec16(b"")),
+        (AD.decode_error,)),
+    "empty-cipher-suites": (
+        body_with(after_random=b"\x00" + wire.vec16(b"") + wire.vec8(b"\x00")),
+        (AD.decode_error,)),
+    "odd-cipher-suites-length": (
+        body_with(after_random=b"\x00" + wire.vec16(b"\x00\x9c\x00") + wire.vec8(b"\x00")),
+        (AD.decode_error,)),
+    "empty-compression-methods": (
+        body_with(after_random=b"\x00" + wire.vec16(b"\x00\x9c") + wire.vec8(b"")),
+        (AD.decode_error, AD.illegal_parameter)),
+    "byte-after-extensions": (
+        wire.client_hello_body() + b"\x00", (AD.decode_error,)),
+    "server_name-list-length-wrong": (
+        wire.client_hello_body(extensions=[wire.extension(
+            wire.EXT_SERVER_NAME, wire.u16(50) + b"\x00" + wire.vec16(b"localhost"))]),
+        (AD.decode_error,)),
+    "server_name-empty-list": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SERVER_NAME, wire.vec16(b""))]),
+        (AD.decode_error,)),
+    # RFC 6066 §3: "MUST NOT contain more than one name of the same name_type" (OpenSSL refuses).
+    "server_name-two-host-names": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SERVER_NAME, wire.vec16(
+            b"\x00" + wire.vec16(b"localhost") + b"\x00" + wire.vec16(b"example.com")))]),
+        (AD.decode_error, AD.illegal_parameter)),
+    # OpenSSL refuses a host_name with a NUL byte (unrecognized_name): it is not a DNS name
+    # and it would end up in the traffic log as the connection's SNI.
+    "server_name-with-NUL": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SERVER_NAME, wire.vec16(
+            b"\x00" + wire.vec16(b"local\x00host")))]),
+        (AD.unrecognized_name, AD.illegal_parameter, AD.decode_error)),
+    "extended_master_secret-with-data": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_EXTENDED_MASTER_SECRET,
+                                                          b"\x00")]),
+        (AD.decode_error,)),
+    "alpn-empty-list": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_ALPN, wire.vec16(b""))]),
+        (AD.decode_error,)),
+    "alpn-empty-name": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_ALPN,
+                                                          wire.vec16(wire.vec8(b"")))]),
+        (AD.decode_error,)),
+    "supported_versions-empty": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SUPPORTED_VERSIONS,
+                                                          wire.vec8(b""))]),
+        (AD.decode_error,)),
+    # RFC 5746 §3.6: a non-empty renegotiated_connection on an initial handshake.
+    "renegotiation_info-not-empty": (
+        wire.client_hello_body(extensions=[wire.ext_renegotiation_info(b"x" * 12)]),
+        (AD.handshake_failure,)),
+    "legacy-version-ssl3": (
+        wire.client_hello_body(version=0x0300), (AD.protocol_version,)),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED_HELLOS)
+def test_malformed_client_hello(server_config: ServerConfig, name: str) -> None:
+    body, allowed = MALFORMED_HELLOS[name]
+    record = wire.record(wire.HANDSHAKE, wire.handshake_message(wire.CLIENT_HELLO, body))
+    expect_plaintext_alert(ServerConnection(server_config), record, *allowed)
+
+
+def test_oversized_handshake_message_is_refused_before_it_arrives(
+        server_config: ServerConfig) -> None:
+    # DESIGN §5: memory per connection is bounded whatever the peer sends; a 16 MiB
+    # ClientHello announces itself in its first four bytes.
+    header_only = wire.record(wire.HANDSHAKE, b"\x01\xff\xff\xff" + b"\x03\x03")
+    expect_plaintext_alert(ServerConnection(server_config), header_only,
+                           AD.illegal_parameter, AD.decode_error, AD.handshake_failure,
+                           AD.record_overflow, AD.unexpected_message)
+
+
+@pytest.mark.parametrize("msg_type,body", [
+    (0, b""),  # hello_request
+    (wire.SERVER_HELLO, wire.server_hello_body()),
+    (wire.CLIENT_KEY_EXCHANGE, wire.vec16(os.urandom(256))),
+    (wire.FINISHED, b"\x00" * 12),
+], ids=["hello_request", "server_hello", "client_key_exchange", "finished"])
+def test_wrong_first_handshake_message(server_config: ServerConfig, msg_type: int,
+                                       body: bytes) -> None:
+    record = wire.handshake_records(wire.handshake_message(msg_type, body))
+    expect_plaintext_alert(ServerConnection(server_config), record, AD.unexpected_message)
+
+
+def test_second_client_hello(server_config: ServerConfig) -> None:
+    server, _ = started(server_config)
+    expect_plaintext_alert(server, hello_record(), AD.unexpected_message)
+
+
+@pytest.mark.parametrize("payload", [b"\x02", b"\x01\x01", b""], ids=["2", "two-bytes", "empty"])
+def test_malformed_change_cipher_spec(server_config: ServerConfig, payload: bytes) -> None:
+    server, client = started(server_config)
+    expect_plaintext_alert(server, client.key_exchange() + wire.record(wire.CHANGE_CIPHER_SPEC,
+                                                                       payload),
+                           AD.decode_error, AD.illegal_parameter, AD.unexpected_message)
+
+
+def test_client_key_exchange_with_a_trailing_byte(server_config: ServerConfig) -> None:
+    server, client = started(server_config)
+    encrypted = client.encrypt_pre_master_secret(client.good_pre_master_secret())
+    message = wire.handshake_message(wire.CLIENT_KEY_EXCHANGE, wire.vec16(encrypted) + b"\x00")
+    expect_plaintext_alert(server, wire.handshake_records(message), AD.decode_error)
+
+
+@pytest.mark.parametrize("payload,allowed", [
+    (b"\x02\x28\x00", (AD.decode_error,)),
+    (b"\x02", (AD.decode_error,)),
+    (b"\x03\x28", (AD.illegal_parameter, AD.decode_error)),
+], ids=["three-bytes", "one-byte", "level-3"])
+def test_malformed_alert(server_config: ServerConfig, payload: bytes,
+                         allowed: tuple[AlertDescription, ...]) -> None:
+    expect_plaintext_alert(ServerConnection(server_config), wire.record(wire.ALERT, payload),
+                           *allowed)
+
+
+@pytest.mark.parametrize("msg_type,body", [
+    (0, b""), (wire.FINISHED, b"\x00" * 12), (wire.CLIENT_KEY_EXCHANGE, wire.vec16(b"\x00" * 256)),
+], ids=["hello_request", "finished", "client_key_exchange"])
+def test_handshake_message_after_the_handshake(server_config: ServerConfig, msg_type: int,
+                                               body: bytes) -> None:
+    server, client = established(server_config)
+    record = client.seal(wire.HANDSHAKE, wire.handshake_message(msg_type, body))
+    expect_encrypted_alert(server, client, record, AD.unexpected_message)
+
+
+def test_peer_fatal_alert_ends_the_connection(server_config: ServerConfig) -> None:
+    server, client = started(server_config)
+    events = server.receive_data(wire.record(wire.ALERT, bytes([FATAL, AD.bad_certificate])))
+    assert [type(e).__name__ for e in events] == ["AlertReceived", "ConnectionClosed"]
+    assert not events[-1].clean  # type: ignore[attr-defined]
+    assert server.data_to_send() == b""  # no alert answers an alert
+    with pytest.raises(ProtocolError):
+        server.receive_data(client.key_exchange())
