@@ -1,0 +1,285 @@
+"""Bad input to our client (issue 2: "every failure mapped to the alert a real peer expects").
+
+The server side of point 6, mirrored: a hand-made server flight (tests/tls_wire.py)
+with one thing wrong, fed to a ClientConnection in memory; the client must raise
+its own RemoteProtocolError and queue the matching alert. After the
+handshake, records forged with the session keys (taken from our server's key
+log) check the server Finished and record protection on the client side.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import tls_wire as wire
+from conftest import CertFiles
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from handshake import (
+    AlertDescription,
+    ApplicationData,
+    CipherSuite,
+    ClientConfig,
+    ClientConnection,
+    ProtocolError,
+    RemoteProtocolError,
+    ServerConfig,
+    ServerConnection,
+)
+
+AD = AlertDescription
+
+
+@pytest.fixture(scope="module")
+def chain_der(certs: CertFiles) -> list[bytes]:
+    return [c.public_bytes(Encoding.DER)
+            for c in x509.load_pem_x509_certificates(certs.chain_pem.read_bytes())]
+
+
+def started_client(config: ClientConfig) -> ClientConnection:
+    client = ClientConnection(config)
+    client.start_handshake()
+    client.data_to_send()
+    return client
+
+
+def expect_client_alert(client: ClientConnection, data: bytes,
+                        *allowed: AlertDescription) -> RemoteProtocolError:
+    with pytest.raises(ProtocolError) as info:
+        client.receive_data(data)
+    error = info.value
+    assert isinstance(error, RemoteProtocolError), f"{type(error).__name__}: {error}"
+    assert error.alert in allowed, f"alert {error.alert.name}, expected one of {allowed}"
+    queued = client.data_to_send()
+    assert wire.alert_of(queued) == (2, error.alert), queued.hex()
+    return error
+
+
+def flight(chain: list[bytes], **hello: object) -> bytes:
+    return wire.handshake_records(wire.server_flight(
+        chain, hello=wire.server_hello_body(**hello)))  # type: ignore[arg-type]
+
+
+def messages(*parts: tuple[int, bytes]) -> bytes:
+    return wire.handshake_records(b"".join(wire.handshake_message(t, b) for t, b in parts))
+
+
+def test_hand_made_flight_is_accepted(client_config: ClientConfig, chain_der: list[bytes]) -> None:
+    # The control: the unmodified hand-made flight gets a ClientKeyExchange back.
+    client = started_client(client_config)
+    client.receive_data(flight(chain_der))
+    records = wire.parse_records(client.data_to_send())
+    assert [r.content_type for r in records] == [wire.HANDSHAKE, wire.CHANGE_CIPHER_SPEC,
+                                                 wire.HANDSHAKE]
+
+
+SERVER_HELLO_CASES: dict[str, tuple[dict[str, object], tuple[AlertDescription, ...]]] = {
+    "version-tls11": ({"version": 0x0302}, (AD.protocol_version,)),
+    "version-tls13": ({"version": 0x0304}, (AD.protocol_version, AD.illegal_parameter)),
+    "suite-not-offered": ({"cipher_suite": 0x002F}, (AD.illegal_parameter,)),
+    "compression-deflate": ({"compression_method": 1}, (AD.illegal_parameter,)),
+    "session-id-33-bytes": ({"session_id": b"s" * 33}, (AD.decode_error,)),
+    "unsolicited-extension": ({"extensions": [wire.ext_renegotiation_info(),
+                                              wire.extension(0x1234, b"")]},
+                              (AD.unsupported_extension,)),
+    "alpn-not-offered": ({"extensions": [wire.ext_renegotiation_info(), wire.ext_alpn(["h2"])]},
+                         (AD.illegal_parameter, AD.no_application_protocol)),
+    "renegotiation_info-not-empty": ({"extensions": [wire.ext_renegotiation_info(b"x" * 24)]},
+                                     (AD.handshake_failure,)),
+    "duplicate-extension": ({"extensions": [wire.ext_renegotiation_info(),
+                                            wire.ext_renegotiation_info()]},
+                            (AD.illegal_parameter, AD.decode_error)),
+}
+
+
+@pytest.mark.parametrize("name", SERVER_HELLO_CASES)
+def test_bad_server_hello(client_config: ClientConfig, chain_der: list[bytes], name: str) -> None:
+    hello, allowed = SERVER_HELLO_CASES[name]
+    expect_client_alert(started_client(client_config), flight(chain_der, **hello), *allowed)
+
+
+def test_server_chooses_a_suite_offered_but_not_by_this_client(
+        certs: CertFiles, chain_der: list[bytes]) -> None:
+    config = ClientConfig.from_ca_file(certs.ca_pem, "localhost",
+                                       cipher_suites=[CipherSuite.TLS_RSA_WITH_AES_128_GCM_SHA256])
+    expect_client_alert(started_client(config),
+                        flight(chain_der, cipher_suite=wire.AES256_GCM_SHA384),
+                        AD.illegal_parameter)
+
+
+def test_server_sends_ems_the_client_did_not_offer(certs: CertFiles,
+                                                   chain_der: list[bytes]) -> None:
+    config = ClientConfig.from_ca_file(certs.ca_pem, "localhost", extended_master_secret=False)
+    expect_client_alert(started_client(config), flight(chain_der), AD.unsupported_extension)
+
+
+def test_flight_out_of_order(client_config: ClientConfig, chain_der: list[bytes]) -> None:
+    cases = {
+        "no-certificate": messages((wire.SERVER_HELLO, wire.server_hello_body()),
+                                   (wire.SERVER_HELLO_DONE, b"")),
+        "server-key-exchange": messages((wire.SERVER_HELLO, wire.server_hello_body()),
+                                        (wire.CERTIFICATE, wire.certificate_body(chain_der)),
+                                        (12, b"\x03\x00\x17\x41" + b"\x04" * 65),
+                                        (wire.SERVER_HELLO_DONE, b"")),
+        "certificate-request": messages((wire.SERVER_HELLO, wire.server_hello_body()),
+                                        (wire.CERTIFICATE, wire.certificate_body(chain_der)),
+                                        (13, b"\x01\x01\x00\x02\x04\x01\x00\x00"),
+                                        (wire.SERVER_HELLO_DONE, b"")),
+        "client-hello": wire.handshake_records(wire.client_hello()),
+        "two-server-hellos": messages((wire.SERVER_HELLO, wire.server_hello_body()),
+                                      (wire.SERVER_HELLO, wire.server_hello_body())),
+    }
+    for name, data in cases.items():
+        error = expect_client_alert(started_client(client_config), data,
+                                    AD.unexpected_message, AD.handshake_failure)
+        assert error.alert is AD.unexpected_message or name == "certificate-request", name
+
+
+def test_certificate_problems(client_config: ClientConfig, chain_der: list[bytes]) -> None:
+    hello = (wire.SERVER_HELLO, wire.server_hello_body())
+    done = (wire.SERVER_HELLO_DONE, b"")
+    expect_client_alert(started_client(client_config),
+                        messages(hello, (wire.CERTIFICATE, wire.vec24(b"")), done),
+                        AD.handshake_failure, AD.bad_certificate, AD.decode_error)
+    expect_client_alert(started_client(client_config),
+                        messages(hello, (wire.CERTIFICATE,
+                                         wire.certificate_body([b"\x30\x03\x02\x01\x00"])), done),
+                        AD.bad_certificate, AD.decode_error)
+    expect_client_alert(started_client(client_config),
+                        messages(hello, (wire.CERTIFICATE,
+                                         wire.certificate_body(chain_der) + b"\x00"), done),
+                        AD.decode_error)
+    expect_client_alert(started_client(client_config),
+                        messages(hello, (wire.CERTIFICATE, wire.certificate_body(chain_der)),
+                                 (wire.SERVER_HELLO_DONE, b"\x00")),
+                        AD.decode_error)
+
+
+def test_server_hello_truncated_at_every_length(client_config: ClientConfig,
+                                                chain_der: list[bytes]) -> None:
+    body = wire.server_hello_body()
+    without_extensions = 2 + 32 + 1 + 2 + 1  # RFC 5246 §7.4.1.3: extensions may be absent
+    rest = (wire.handshake_message(wire.CERTIFICATE, wire.certificate_body(chain_der))
+            + wire.handshake_message(wire.SERVER_HELLO_DONE, b""))
+    failures = []
+    for length in range(len(body)):
+        if length == without_extensions:
+            continue
+        client = started_client(client_config)
+        data = wire.handshake_records(wire.handshake_message(wire.SERVER_HELLO, body[:length])
+                                      + rest)
+        try:
+            client.receive_data(data)
+        except RemoteProtocolError as error:
+            if error.alert is not AD.decode_error:
+                failures.append(f"{length}: {error.alert.name}")
+        except Exception as error:  # noqa: BLE001
+            failures.append(f"{length}: {type(error).__name__}: {error}")
+        else:
+            failures.append(f"{length}: no error")
+    assert not failures, failures
+
+
+def test_certificate_truncated_at_every_length(client_config: ClientConfig,
+                                               chain_der: list[bytes]) -> None:
+    body = wire.certificate_body(chain_der)
+    failures = []
+    for length in range(len(body)):
+        client = started_client(client_config)
+        data = messages((wire.SERVER_HELLO, wire.server_hello_body()),
+                        (wire.CERTIFICATE, body[:length]), (wire.SERVER_HELLO_DONE, b""))
+        try:
+            client.receive_data(data)
+        except RemoteProtocolError as error:
+            if error.alert is not AD.decode_error:
+                failures.append(f"{length}: {error.alert.name}")
+        except Exception as error:  # noqa: BLE001
+            failures.append(f"{length}: {type(error).__name__}: {error}")
+        else:
+            failures.append(f"{length}: no error")
+    assert not failures, failures
+
+
+# -- after the keys are in use: forge records with the keys from our server's key log ----------
+
+class Session:
+    """Our client and our server up to the server's last flight, plus the server's write state."""
+
+    def __init__(self, client_config: ClientConfig, certs: CertFiles) -> None:
+        lines: list[str] = []
+        server_config = ServerConfig.from_pem_files(certs.chain_pem, certs.key_pem,
+                                                    keylog=lines.append)
+        self.client = ClientConnection(client_config)
+        self.server = ServerConnection(server_config)
+        self.client.start_handshake()
+        self.server.receive_data(self.client.data_to_send())
+        self.client.receive_data(self.server.data_to_send())
+        self.server.receive_data(self.client.data_to_send())
+        self.server_flight = self.server.data_to_send()
+        session = self.server.session
+        assert session is not None
+        master_secret = bytes.fromhex(lines[0].split()[2])
+        hash_name = wire.suite_hash(session.cipher_suite)
+        key_len = wire.suite_key_len(session.cipher_suite)
+        block = wire.prf(hash_name, master_secret, b"key expansion",
+                         session.server_random + session.client_random, 2 * key_len + 8)
+        self.server_write = wire.GCMState(block[key_len:2 * key_len],
+                                          block[2 * key_len + 4:2 * key_len + 8])
+        self.client_write = wire.GCMState(block[:key_len], block[2 * key_len:2 * key_len + 4])
+
+
+def test_wrong_server_finished(client_config: ClientConfig, certs: CertFiles) -> None:
+    session = Session(client_config, certs)
+    change_cipher_spec = wire.parse_records(session.server_flight)[0]
+    forged = change_cipher_spec.encode() + session.server_write.seal(
+        wire.HANDSHAKE, wire.handshake_message(wire.FINISHED, os.urandom(12)))
+    with pytest.raises(RemoteProtocolError) as info:
+        session.client.receive_data(forged)
+    assert info.value.alert is AD.decrypt_error
+    # The client's write keys are active: its alert is sealed.
+    queued = wire.parse_records(session.client.data_to_send())
+    session.client_write.seq = 1  # the client's Finished used 0
+    assert [(r.content_type, session.client_write.open(r)) for r in queued] == [
+        (wire.ALERT, bytes([2, AD.decrypt_error]))]
+
+
+def test_flipped_bit_in_a_server_record(client_config: ClientConfig, certs: CertFiles) -> None:
+    session = Session(client_config, certs)
+    session.client.receive_data(session.server_flight)
+    session.server.send_application_data(b"HTTP/1.1 200 OK\r\n\r\n")
+    record = bytearray(session.server.data_to_send())
+    record[-5] ^= 0x10
+    with pytest.raises(RemoteProtocolError) as info:
+        session.client.receive_data(bytes(record))
+    assert info.value.alert is AD.bad_record_mac
+    session.client_write.seq = 1
+    queued = wire.parse_records(session.client.data_to_send())
+    assert [(r.content_type, session.client_write.open(r)) for r in queued] == [
+        (wire.ALERT, bytes([2, AD.bad_record_mac]))]
+
+
+def test_hello_request_after_the_handshake_is_refused(client_config: ClientConfig,
+                                                      certs: CertFiles) -> None:
+    session = Session(client_config, certs)
+    session.client.receive_data(session.server_flight)
+    session.server_write.seq = 1  # after the server's Finished
+    hello_request = session.server_write.seal(wire.HANDSHAKE, wire.handshake_message(0, b""))
+    session.client_write.seq = 1
+    try:
+        session.client.receive_data(hello_request)
+    except ProtocolError as error:
+        assert error.alert is AD.no_renegotiation
+        level = 2
+    else:
+        level = 1
+    # RFC 5246 §7.4.1.1 / §7.2.2: decline with a no_renegotiation alert (a warning by the RFC).
+    queued = wire.parse_records(session.client.data_to_send())
+    assert [(r.content_type, session.client_write.open(r)) for r in queued] == [
+        (wire.ALERT, bytes([level, AD.no_renegotiation]))]
+    if level == 1:
+        # A warning leaves the connection up: data keeps flowing (sealed with seq 2).
+        events = session.client.receive_data(
+            session.server_write.seal(wire.APPLICATION_DATA, b"still here"))
+        assert events == [ApplicationData(b"still here")]
