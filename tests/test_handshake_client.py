@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import tls_wire as wire
+import trustme
 from conftest import (
     IO_TIMEOUT,
     CertFiles,
@@ -236,3 +237,73 @@ def test_a_server_connection_works_with_the_same_certificates(
         hello = next(e for e in pair.client_events if isinstance(e, ServerHello))
         assert hello.certificate_verified
         assert isinstance(pair.server, ServerConnection)
+
+
+# -- chains and names --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def intermediate_certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
+    """Root → intermediate → leaf for localhost, *.example.com and ::1; chain file has the
+    leaf and the intermediate, the client trusts only the root."""
+    directory = tmp_path_factory.mktemp("intermediate")
+    root = trustme.CA(key_type=trustme.KeyType.RSA)
+    intermediate = root.create_child_ca(key_type=trustme.KeyType.RSA)
+    leaf = intermediate.issue_cert("localhost", "*.example.com", "::1",
+                                   key_type=trustme.KeyType.RSA)
+    files = CertFiles(root, leaf, directory / "ca.pem", directory / "chain.pem",
+                      directory / "key.pem")
+    root.cert_pem.write_to_path(str(files.ca_pem))
+    files.chain_pem.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(files.key_pem))
+    return files
+
+
+@pytest.mark.parametrize("server_name", ["localhost", "LOCALHOST", "api.example.com",
+                                         "API.Example.Com", "::1", "0:0:0:0:0:0:0:1"])
+def test_chain_through_an_intermediate_and_names(intermediate_certs: CertFiles,
+                                                 server_name: str) -> None:
+    server_config = ServerConfig.from_pem_files(intermediate_certs.chain_pem,
+                                                intermediate_certs.key_pem)
+    pair = MemoryPair.connected(ClientConfig.from_ca_file(intermediate_certs.ca_pem, server_name),
+                                server_config)
+    hello = next(e for e in pair.client_events if isinstance(e, ServerHello))
+    assert hello.certificate_verified
+    assert hello.certificate_chain_length == 2
+
+
+@pytest.mark.parametrize("server_name", ["example.com", "a.b.example.com", "::2"])
+def test_wildcard_and_ip_mismatches(intermediate_certs: CertFiles, server_name: str) -> None:
+    server_config = ServerConfig.from_pem_files(intermediate_certs.chain_pem,
+                                                intermediate_certs.key_pem)
+    error = refused(ClientConfig.from_ca_file(intermediate_certs.ca_pem, server_name),
+                    server_config)
+    assert error.reason == "hostname"
+
+
+def test_missing_intermediate_is_untrusted(intermediate_certs: CertFiles, tmp_path: Path) -> None:
+    leaf_only = tmp_path / "leaf.pem"
+    leaf_only.write_bytes(intermediate_certs.cert.cert_chain_pems[0].bytes())
+    server_config = ServerConfig.from_pem_files(leaf_only, intermediate_certs.key_pem)
+    error = refused(ClientConfig.from_ca_file(intermediate_certs.ca_pem, "localhost"),
+                    server_config)
+    assert error.reason == "untrusted"
+
+
+def test_our_client_against_python_ssl_server_with_an_intermediate(
+        intermediate_certs: CertFiles) -> None:
+    server = PythonSSLServer(intermediate_certs, "AES128-GCM-SHA256")
+    conn = ClientConnection(ClientConfig.from_ca_file(intermediate_certs.ca_pem,
+                                                      "www.example.com"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        events = conn.start_handshake()
+        events += drive_client(conn, sock, completed)
+        hello = next(e for e in events if isinstance(e, ServerHello))
+        assert hello.certificate_verified and hello.certificate_chain_length == 2
+        conn.send_application_data(b"abc")
+        events = drive_client(conn, sock, lambda ev: len(received(ev)) >= 3)
+        assert received(events) == b"ABC"
+        conn.close()
+        drive_client(conn, sock, lambda ev: any(isinstance(e, ConnectionClosed) for e in ev))
+    server.join()
+    assert server.error is None, repr(server.error)
+    assert server.clean_close
