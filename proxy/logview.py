@@ -457,6 +457,7 @@ def format_full(record: Record, options: ShowOptions, out: TextIO) -> None:
     tls = record.get("tls") or {}
     if tls:
         out.write(paint("    tls: " + _tls_facts(tls), "dim") + "\n")
+        out.write(paint(f"    client_random: {tls.get('client_random', '-')}", "dim") + "\n")
     timings = record.get("timings") or {}
     if timings:
         parts = [f"{k.removesuffix('_ms')} {_ms(v)}" for k, v in timings.items() if v is not None]
@@ -472,7 +473,6 @@ def _tls_facts(tls: Record) -> str:
         f"SNI {tls.get('sni') or '-'}", f"ALPN {tls.get('alpn') or '-'}",
         f"EMS {'yes' if ems else 'no' if ems is not None else '-'}",
         f"handshake {_ms(tls.get('handshake_ms'))}",
-        f"client_random {tls.get('client_random', '-')}",
     ])
 
 
@@ -509,6 +509,8 @@ def format_handshake(record: Record, color: bool = False) -> list[str]:
                    f"{_when(record)}", "bold")]
     if isinstance(tls, dict):
         lines.append(paint("  " + _tls_facts(tls), "dim"))
+        # The key log's and Wireshark's handle on this connection.
+        lines.append(paint(f"  client_random {tls.get('client_random', '-')}", "dim"))
     lines.append("  " + "client".ljust(width + 1) + "proxy")
     for number, step in enumerate(record.get("handshake") or [], 1):
         if not isinstance(step, dict):

@@ -150,7 +150,7 @@ def test_full_prints_headers_bodies_tls_and_timings(
     assert "    < HTTP/1.1 200 OK" in out
     assert "    < Content-Type: application/json" in out
     assert '    < {"ok": true}' in out
-    assert "client_random " + f"{1:064x}" in out
+    assert "client_random: " + f"{1:064x}" in out
     assert "timings: total 30.0 ms" in out
 
 
