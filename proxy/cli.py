@@ -75,7 +75,7 @@ def _serve_parser(sub: Any) -> None:
          help="concurrent client connections")
     _add(p, "--max-header-bytes", kind="int", default=64 * 1024, metavar="N",
          help="request header block limit (431 above it)")
-    _add(p, "--pool-size", kind="int", default=16, metavar="N",
+    _add(p, "--pool-size", kind="int", default=100, metavar="N",
          help="idle keep-alive connections kept per origin")
     _add(p, "--allow-client", kind="list", metavar="CIDR",
          help="client networks allowed (repeatable; default loopback + private ranges)")

@@ -86,7 +86,7 @@ class ProxyConfig:
     grace_period: float = 10.0          # SIGTERM: how long in-flight exchanges may finish
     max_connections: int = 4096
     max_header_bytes: int = 64 * 1024
-    pool_size: int = 16                 # idle keep-alive origin connections kept per host:port
+    pool_size: int = 100                # idle keep-alive origin connections kept per host:port
     pool_idle_timeout: float = 30.0
     allowed_clients: tuple[IPNetwork, ...] = field(
         default_factory=lambda: parse_networks(DEFAULT_ALLOWED_CLIENTS))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import weakref
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
@@ -30,20 +31,74 @@ READ_SIZE = 256 * 1024
 T = TypeVar("T")
 
 
+class _Watchdog:
+    """Coarse deadlines for every wait in one event loop.
+
+    ``asyncio.timeout`` creates a timer and a context object per wait, which
+    costs more than the read it guards on a keep-alive hot path. Here a wait
+    only stores a deadline in a dict; one tick every TICK seconds cancels
+    the tasks whose deadline passed. Timeouts are late by at most TICK.
+    """
+
+    TICK = 0.1
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.deadlines: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()
+        self._ticking = False
+
+    def watch(self, task: asyncio.Task[Any], seconds: float) -> None:
+        self.deadlines[task] = self.loop.time() + seconds
+        if not self._ticking:
+            self._ticking = True
+            self.loop.call_later(self.TICK, self._tick)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        late = [t for t, d in self.deadlines.items() if d <= now]
+        for task in late:
+            del self.deadlines[task]
+            self.expired.add(task)
+            task.cancel()
+        if self.deadlines:
+            self.loop.call_later(self.TICK, self._tick)
+        else:
+            self._ticking = False
+
+
+_watchdogs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = \
+    weakref.WeakKeyDictionary()
+
+
 async def within(aw: Awaitable[T], seconds: float) -> T:
-    """Await with a deadline; raises TimeoutError (the builtin, on 3.11+)."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await aw
-    try:  # pragma: no cover - Python 3.10
-        return await asyncio.wait_for(aw, seconds)
-    except asyncio.TimeoutError:  # pragma: no cover
-        raise TimeoutError from None
+    """Await with a deadline; raises the builtin TimeoutError. Not for nesting in one task."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    dog = _watchdogs.get(loop)
+    if dog is None:
+        dog = _watchdogs[loop] = _Watchdog(loop)
+    dog.watch(task, seconds)
+    try:
+        return await aw
+    except asyncio.CancelledError:
+        if task in dog.expired:
+            dog.expired.discard(task)
+            if sys.version_info >= (3, 11):
+                task.uncancel()
+            raise TimeoutError from None
+        raise
+    finally:
+        dog.deadlines.pop(task, None)
 
 
 class Stream(Protocol):
+    """``write`` may buffer; ``read``, ``drain`` and ``close`` send what is buffered."""
+
     async def read(self) -> bytes: ...
     def write(self, data: bytes) -> None: ...
+    def flush(self) -> None: ...
     async def drain(self) -> None: ...
     def close(self, clean: bool = True) -> None: ...
 
@@ -60,6 +115,9 @@ class PlainStream:
 
     def write(self, data: bytes) -> None:
         self.writer.write(data)
+
+    def flush(self) -> None:
+        pass
 
     async def drain(self) -> None:
         await self.writer.drain()
@@ -94,6 +152,9 @@ class TLSStream:
         self.session: HandshakeComplete | None = None
         self._pending: list[bytes] = []
         self._eof = False
+        # Plaintext written but not yet sealed: a response head and a small body
+        # go out as one record in one send instead of two.
+        self._out: list[bytes] = []
 
     def _flush(self) -> None:
         out = self.conn.data_to_send()
@@ -133,6 +194,8 @@ class TLSStream:
         return self.session
 
     async def read(self) -> bytes:
+        if self._out:
+            self.flush()  # the peer may be waiting for what we wrote before reading
         while True:
             if self._pending:
                 if len(self._pending) == 1:
@@ -152,19 +215,30 @@ class TLSStream:
                 self._eof = True
 
     def write(self, data: bytes) -> None:
-        if not data:
-            # No empty records: a client pool (httpcore) sees stray readable bytes
-            # on an idle connection as a reason to drop it.
-            return
-        self.conn.send_application_data(data)
-        self.writer.write(self.conn.data_to_send())
+        if data:
+            # Never an empty record: a client pool (httpcore) takes stray readable
+            # bytes on an idle connection as a reason to drop it.
+            self._out.append(data)
+
+    def flush(self) -> None:
+        out = self._out
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self.conn.send_application_data(data)
+            self.writer.write(self.conn.data_to_send())
 
     async def drain(self) -> None:
+        self.flush()
         await self.writer.drain()
 
     def close(self, clean: bool = True) -> None:
         """clean: close_notify first; otherwise EOF without it, which the peer must
         treat as a truncation (what an origin dying mid-body should look like)."""
+        try:
+            self.flush()  # an error answer written just before closing
+        except ProtocolError:
+            pass
         if clean:
             try:
                 self.conn.close()
