@@ -210,3 +210,25 @@ def test_both_sides_report_the_same_facts(client_config: ClientConfig,
     server_hello = {e.certificate_verified for e in pair.client_events + pair.server_events
                     if isinstance(e, ServerHello)}
     assert True in server_hello  # the client verified the chain
+
+
+@pytest.mark.parametrize("kind", ["bytearray", "memoryview"])
+def test_a_reused_receive_buffer(client_config: ClientConfig, server_config: ServerConfig,
+                                 kind: str) -> None:
+    """A caller that reads into one buffer (``sock.recv_into(buf)``) and hands it over, then
+    reuses it for the next read: a record split across the two reads must arrive intact.
+    The library must neither keep nor modify the caller's bytes-like object."""
+    pair = MemoryPair.connected(client_config, server_config)
+    pair.client.send_application_data(b"A" * 1000)
+    data = bytes(pair.client.data_to_send())
+    half = len(data) // 2
+    buffer = bytearray(data[:half])
+    first = memoryview(buffer) if kind == "memoryview" else buffer
+    events = pair.server.receive_data(first)  # type: ignore[arg-type]
+    assert buffer == data[:half], "receive_data changed the caller's buffer"
+    if kind == "memoryview":
+        first.release()  # type: ignore[union-attr]
+    buffer[:] = data[half:]  # the next read lands in the same buffer
+    second = memoryview(buffer) if kind == "memoryview" else buffer
+    events += pair.server.receive_data(second)  # type: ignore[arg-type]
+    assert b"".join(e.data for e in events if isinstance(e, ApplicationData)) == b"A" * 1000
