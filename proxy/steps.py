@@ -30,11 +30,14 @@ def version_name(v: int) -> str:
     return VERSION_NAMES.get(v, f"0x{v:04x}")
 
 
+# A dict, not CipherSuite(code): clients offer dozens of suites we do not know, and
+# an Enum lookup that fails raises, which is slow on the per-connection path.
+_SUITE_NAMES = {int(s): s.name for s in CipherSuite}
+
+
 def suite_name(code: int) -> str:
-    try:
-        return CipherSuite(code).name
-    except ValueError:
-        return f"0x{code:04x}"
+    name = _SUITE_NAMES.get(code)
+    return name if name is not None else f"0x{code:04x}"
 
 
 def _bulk_cipher(suite: int) -> str:
