@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 __all__ = ["add_parser"]
 
@@ -72,6 +73,16 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--conn", help="connection id, e.g. c000001")
 
 
+def _piped(run: Callable[[], int]) -> int:
+    """`log show ... | head` closes the pipe early: that is not an error."""
+    try:
+        return run()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_usage(sys.stderr)
     return 2
@@ -99,12 +110,8 @@ def _show(args: argparse.Namespace) -> int:
     options = logview.ShowOptions(full=args.full, handshakes=args.handshakes, color=color,
                                   bodies_dir=args.bodies)
     try:
-        return logview.show(args.file, flt, options, follow=args.follow)
-    except KeyboardInterrupt:
-        return 0
-    except BrokenPipeError:
-        # `log show ... | head` closes the pipe: not an error.
-        sys.stderr.close()
+        return _piped(lambda: logview.show(args.file, flt, options, follow=args.follow))
+    except KeyboardInterrupt:  # how --follow ends
         return 0
 
 
@@ -112,11 +119,11 @@ def _har(args: argparse.Namespace) -> int:
     from proxy import har, logview
     flt = _filters(args)
     assert isinstance(flt, logview.Filter)
-    return har.export(args.file, args.output, flt, bodies_dir=args.bodies)
+    return _piped(lambda: har.export(args.file, args.output, flt, bodies_dir=args.bodies))
 
 
 def _stats(args: argparse.Namespace) -> int:
     from proxy import logstats, logview
     flt = _filters(args)
     assert isinstance(flt, logview.Filter)
-    return int(logstats.run(args.file, flt, as_json=args.json))
+    return _piped(lambda: logstats.run(args.file, flt, as_json=args.json))

@@ -298,3 +298,17 @@ def test_follow_waits_for_the_file_and_skips_a_corrupt_line(
     thread.join()
     assert [line.split()[5] for line in out.getvalue().splitlines()] == ["http://h:1/a", "http://h:1/b"]
     assert f"{path}:2: corrupt record" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
+    """`log show FILE | head -1`: the closed pipe ends the command quietly with 0."""
+    path = write_log(tmp_path / "big.jsonl", [exchange(seq=i) for i in range(20_000)])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for command in (["log", "show", str(path)], ["log", "har", str(path)]):
+        proc = subprocess.Popen([sys.executable, "-c", RUNNER, *command], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()
+        proc.stdout.close()
+        assert proc.wait(timeout=60) == 0
+        assert proc.stderr.read() == b""
