@@ -533,7 +533,7 @@ def test_peer_fatal_alert_ends_the_connection(server_config: ServerConfig) -> No
     server, client = started(server_config)
     events = server.receive_data(wire.record(wire.ALERT, bytes([FATAL, AD.bad_certificate])))
     assert [type(e).__name__ for e in events] == ["AlertReceived", "ConnectionClosed"]
-    assert not events[-1].clean  # type: ignore[attr-defined]
+    assert not events[-1].clean
     assert server.data_to_send() == b""  # no alert answers an alert
     with pytest.raises(ProtocolError):
         server.receive_data(client.key_exchange())

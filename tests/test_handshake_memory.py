@@ -224,11 +224,11 @@ def test_a_reused_receive_buffer(client_config: ClientConfig, server_config: Ser
     half = len(data) // 2
     buffer = bytearray(data[:half])
     first = memoryview(buffer) if kind == "memoryview" else buffer
-    events = pair.server.receive_data(first)  # type: ignore[arg-type]
+    events = pair.server.receive_data(first)
     assert buffer == data[:half], "receive_data changed the caller's buffer"
     if kind == "memoryview":
         first.release()  # type: ignore[union-attr]
     buffer[:] = data[half:]  # the next read lands in the same buffer
     second = memoryview(buffer) if kind == "memoryview" else buffer
-    events += pair.server.receive_data(second)  # type: ignore[arg-type]
+    events += pair.server.receive_data(second)
     assert b"".join(e.data for e in events if isinstance(e, ApplicationData)) == b"A" * 1000
