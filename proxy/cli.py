@@ -183,12 +183,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             log.close()
             return _fail(f"cannot listen on {config.listen_host}:{config.listen_port}: "
                          f"{exc.strerror or exc}")
+        stop = server.catch_signals()  # before the startup lines: a supervisor may signal at once
         print(f"handshake-proxy listening on https://{host}:{port}", flush=True)
         print(f"  certificate: {subject}", flush=True)
         print(f"  sha256 fingerprint: {fingerprint}", flush=True)
         if config.traffic_log:
             print(f"  traffic log: {config.traffic_log}", flush=True)
-        await server.serve_until_signal()
+        await server.serve_until_signal(stop)
         log.close()
         print("handshake-proxy stopped", flush=True)
         return 0

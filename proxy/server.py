@@ -187,11 +187,17 @@ class ProxyServer:
         if self.keylog is not None:
             self.keylog.close()
 
-    async def serve_until_signal(self) -> None:
-        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    def catch_signals(self) -> asyncio.Event:
+        """SIGTERM and SIGINT set the returned event (install before announcing readiness)."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        return stop
+
+    async def serve_until_signal(self, stop: asyncio.Event | None = None) -> None:
+        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        if stop is None:
+            stop = self.catch_signals()
         await stop.wait()
         await self.shutdown()
