@@ -537,3 +537,34 @@ def test_peer_fatal_alert_ends_the_connection(server_config: ServerConfig) -> No
     assert server.data_to_send() == b""  # no alert answers an alert
     with pytest.raises(ProtocolError):
         server.receive_data(client.key_exchange())
+
+
+# -- what must be tolerated ---------------------------------------------------------------------
+
+def test_unknown_extensions_and_grease_values_are_ignored(server_config: ServerConfig) -> None:
+    # DESIGN §2: unknown extensions are ignored; RFC 8701 GREASE values in suites, versions
+    # and extension types must not disturb a server.
+    exts = [wire.extension(0x1A1A, b""), *wire.default_extensions(),
+            wire.ext_supported_versions([0x2A2A, wire.TLS13, wire.TLS12]),
+            wire.extension(0x1234, b"unknown payload"), wire.extension(0xFAFA, b"\x00")]
+    server = ServerConnection(server_config)
+    client = wire.ManualClient(cipher_suites=[0x0A0A, 0x1301, wire.AES128_GCM_SHA256],
+                               extensions=exts)
+    client.handshake_with(server)
+    assert server.session is not None
+    assert server.session.cipher_suite == wire.AES128_GCM_SHA256
+    assert server.session.version == wire.TLS12
+
+
+def test_session_id_offered_gets_a_full_handshake(server_config: ServerConfig) -> None:
+    # We never resume: a ServerHello echoing the client's session_id would tell the client
+    # to expect an abbreviated handshake (RFC 5246 §7.4.1.3).
+    session_id = os.urandom(32)
+    server = ServerConnection(server_config)
+    server.receive_data(hello_record(session_id=session_id))
+    messages = wire.parse_handshake_messages(
+        b"".join(r.fragment for r in wire.parse_records(server.data_to_send())))
+    hello = messages[0][1][4:]
+    assert hello[35:35 + hello[34]] != session_id
+    assert [t for t, _ in messages] == [wire.SERVER_HELLO, wire.CERTIFICATE,
+                                        wire.SERVER_HELLO_DONE]
