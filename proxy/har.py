@@ -202,15 +202,34 @@ def _timings(record: Record) -> tuple[float, dict[str, float]]:
         "ssl": -1, "send": round(send, 3), "wait": wait or 0.0, "receive": receive or 0.0}
 
 
-def entry(record: Record, bodies_dir: str | None = None) -> dict[str, Any]:
-    """One exchange record as a HAR entry."""
+def _har_url(request: Record, tunnel: object) -> str | None:
+    """An absolute URL, as HAR requires, or None when the request had none to give."""
+    if isinstance(tunnel, dict):
+        # CONNECT's target is host:port, not a URL.
+        return f"https://{tunnel.get('host')}:{tunnel.get('port')}/"
+    url = str(request.get("url") or "")
+    try:
+        split = urlsplit(url)
+    except ValueError:
+        return None
+    if split.scheme and split.netloc:
+        return url
+    host = _header(request.get("headers") or [], "host")
+    if url.startswith("/") and host:
+        # An origin-form request (which the proxy refuses with 400): rebuilt from Host.
+        return f"http://{host}{url}"
+    return None
+
+
+def entry(record: Record, bodies_dir: str | None = None) -> dict[str, Any] | None:
+    """One exchange record as a HAR entry; None if it has no request line to show
+    (a request so malformed that the proxy could not parse it)."""
     request = record.get("request") or {}
     response = record.get("response")
     tunnel = record.get("tunnel")
-    url = str(request.get("url") or "")
-    if isinstance(tunnel, dict):
-        # CONNECT's target is host:port, not a URL; HAR wants a URL.
-        url = f"https://{tunnel.get('host')}:{tunnel.get('port')}/"
+    url = _har_url(request, tunnel)
+    if not request.get("method") or url is None:
+        return None
     split = urlsplit(url)
     req_headers = request.get("headers") or []
     req_body = request.get("body") or {}
@@ -276,22 +295,29 @@ def write(records: Iterable[Record], out: TextIO, bodies_dir: str | None = None,
         head["comment"] = comment
     # The head without its closing brace, then the entries one by one.
     out.write('{"log": ' + json.dumps(head)[:-1] + ', "entries": [')
-    count = 0
+    count = skipped = 0
     for record in records:
         if record.get("type") != "exchange":
             continue
+        har_entry = entry(record, bodies_dir)
+        if har_entry is None:
+            skipped += 1
+            continue
         out.write(",\n" if count else "\n")
-        out.write(json.dumps(entry(record, bodies_dir), ensure_ascii=False))
+        out.write(json.dumps(har_entry, ensure_ascii=False))
         count += 1
-    out.write("\n]}}\n")
+    # What was left out is said in custom fields of the log object, after the entries.
+    tail = (f', "_skipped": {skipped}, "_skippedReason": "no parseable request line"'
+            if skipped else "")
+    out.write(f"\n]{tail}}}}}\n")
     return count
 
 
 def build(records: Iterable[Record], bodies_dir: str | None = None) -> dict[str, Any]:
     """The HAR document as a dict (for tests and small logs)."""
+    entries = (entry(r, bodies_dir) for r in records if r.get("type") == "exchange")
     return {"log": {"version": "1.2", "creator": _creator(),
-                    "entries": [entry(r, bodies_dir) for r in records
-                                if r.get("type") == "exchange"]}}
+                    "entries": [e for e in entries if e is not None]}}
 
 
 def export(path: str, output: str, flt: Filter, bodies_dir: str | None = None) -> int:

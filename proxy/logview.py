@@ -347,7 +347,7 @@ def format_exchange(record: Record, color: bool = False) -> str:
         target = f"{tunnel.get('host')}:{tunnel.get('port')}"
         sizes = f"{human_size(tunnel.get('bytes_up'))} / {human_size(tunnel.get('bytes_down'))}"
     else:
-        target = str(request.get("url", "-"))
+        target = str(request.get("url") or "-")
         sizes = f"{human_size(_body_size(request))} / {human_size(_body_size(response))}"
     status_text = str(status) if status is not None else "ERR"
     tls = record.get("tls") or {}
@@ -356,7 +356,7 @@ def format_exchange(record: Record, color: bool = False) -> str:
         paint(_when(record), "dim"),
         str(record.get("client", "-")),
         paint(f"{record.get('conn', '-')}#{record.get('seq', '?')}", "dim"),
-        paint(str(request.get("method", "-")), "bold"),
+        paint(str(request.get("method") or "-"), "bold"),
         target,
         paint(status_text, _status_style(status)),
         sizes,
@@ -441,8 +441,8 @@ def format_full(record: Record, options: ShowOptions, out: TextIO) -> None:
     paint = _Paint(options.color)
     request = record.get("request") or {}
     response = record.get("response")
-    out.write(paint(f"    > {request.get('method', '-')} {request.get('url', '-')} "
-                    f"{request.get('version', '')}", "blue") + "\n")
+    out.write(paint(f"    > {request.get('method') or '-'} {request.get('url') or '-'} "
+                    f"{request.get('version') or ''}", "blue") + "\n")
     out.writelines(f"    > {name}: {value}\n" for name, value in request.get("headers") or [])
     _print_body(request.get("body"), "    > ", options, paint, out)
     if isinstance(response, dict):

@@ -237,7 +237,8 @@ class RealRun:
 
 
 @contextmanager
-def real_run(tmp: Path, *serve_options: str) -> Iterator[RealRun]:
+def real_run(tmp: Path, *serve_options: str, connect_to_origin: bool = False) -> Iterator[RealRun]:
+    """`connect_to_origin`: CONNECT may reach the echo origin's port (default: 443 only)."""
     tmp.mkdir(parents=True, exist_ok=True)
     subprocess.run(cli("certs", "--out", str(tmp / "certs")), check=True, capture_output=True,
                    env=child_env(), timeout=60)
@@ -245,6 +246,8 @@ def real_run(tmp: Path, *serve_options: str) -> Iterator[RealRun]:
     proxy = None
     try:
         origin_port = int(origin.wait_for(r"listening on http://[\d.]+:(\d+)")[1])
+        if connect_to_origin:
+            serve_options = (*serve_options, "--connect-port", str(origin_port))
         proxy = Proc(cli("serve", "--listen", "127.0.0.1:0", "--cert", str(tmp / "certs/cert.pem"),
                          "--key", str(tmp / "certs/key.pem"), "--traffic-log",
                          str(tmp / "traffic.jsonl"), "--keylog", str(tmp / "keylog.txt"),

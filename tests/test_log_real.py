@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ def closed_port() -> int:
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealRun]:
     tmp = tmp_path_factory.mktemp("realrun")
     (tmp / "upload.bin").write_bytes(UPLOAD)
-    with real_run(tmp) as r:
+    with real_run(tmp, connect_to_origin=True) as r:
         # Two exchanges on one TLS connection (curl keeps it alive between URLs).
         done = r.curl(r.origin_url("/hello?x=1"), r.origin_url("/again"))
         assert done.returncode == 0, done.stderr
@@ -48,8 +49,29 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealRun]:
         dead = closed_port()
         done = r.curl(f"http://127.0.0.1:{dead}/nothing-here")
         assert "502" in done.stdout or done.returncode == 0, done
+        # Requests the proxy refuses with 400, sent raw over Python's ssl (a real TLS peer).
+        assert raw_request(r, b"NOT A REQUEST LINE\r\n\r\n").startswith(b"HTTP/1.1 400")
+        assert raw_request(r, b"GET /origin-form HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                           ).startswith(b"HTTP/1.1 400")
+        # curl -p: CONNECT to the origin's port, then plain HTTP inside the tunnel.
+        done = r.curl(r.origin_url("/through-a-tunnel"), "-p")
+        assert done.returncode == 0 and "/through-a-tunnel" in done.stdout, done.stderr
         r.stop()
         yield r
+
+
+def raw_request(run: RealRun, data: bytes) -> bytes:
+    context = ssl.create_default_context(cafile=str(run.certs / "ca.pem"))
+    context.set_ciphers("AES128-GCM-SHA256:AES256-GCM-SHA384")  # RSA key transport only
+    with socket.create_connection(("127.0.0.1", run.port), timeout=30) as sock, \
+            context.wrap_socket(sock, server_hostname="localhost") as tls:
+        tls.sendall(data)
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer:
+                break
+        return answer
 
 
 def show(run: RealRun, *options: str) -> list[str]:
@@ -64,13 +86,14 @@ def test_the_run_logged_every_exchange(run: RealRun) -> None:
     records = list(read_records(run.log))
     exchanges = [r for r in records if r["type"] == "exchange"]
     connections = [r for r in records if r["type"] == "connection"]
-    assert len(exchanges) == 5
-    assert len(connections) == 4  # the first curl's two URLs share one connection
+    assert len(exchanges) == 8
+    assert len(connections) == 7  # the first curl's two URLs share one connection
+    assert exchanges[-1]["tunnel"]["bytes_down"] > 0  # the CONNECT tunnel's byte counts
 
 
 def test_show_one_line_per_exchange(run: RealRun) -> None:
     lines = show(run)
-    assert len(lines) == 5
+    assert len(lines) == 8
     first = next(line for line in lines if "/hello?x=1" in line)
     assert "GET " + run.origin_url("/hello?x=1") + " 200 " in first
     assert "c000001#" in first and "127.0.0.1:" in first and "AES" in first and " ms " in first
@@ -78,14 +101,17 @@ def test_show_one_line_per_exchange(run: RealRun) -> None:
 
 
 @pytest.mark.parametrize(("options", "count"), [
-    (("--host", "127.0.0.1"), 4),
+    (("--host", "127.0.0.1"), 5),  # the CONNECT tunnel's host counts
     (("--host", "localhost"), 1),
     (("--method", "PUT"), 1),
     (("--method", "post"), 1),
+    (("--method", "CONNECT"), 1),
     (("--status", "5xx"), 1),
     (("--status", "502"), 1),
-    (("--status", "2xx"), 4),
-    (("--since", "10m"), 5),
+    (("--status", "400"), 2),
+    (("--status", "4xx,5xx"), 3),
+    (("--status", "2xx"), 5),
+    (("--since", "10m"), 8),
 ])
 def test_show_filters(run: RealRun, options: tuple[str, ...], count: int) -> None:
     assert len(show(run, *options)) == count
@@ -94,7 +120,7 @@ def test_show_filters(run: RealRun, options: tuple[str, ...], count: int) -> Non
 def test_show_since_iso_and_conn(run: RealRun) -> None:
     records = [r for r in read_records(run.log) if r["type"] == "exchange"]
     third = dt.datetime.fromisoformat(records[2]["time"])
-    assert len(show(run, "--since", third.isoformat())) == 3
+    assert len(show(run, "--since", third.isoformat())) == 6
     conn = records[0]["conn"]
     lines = show(run, "--conn", conn)
     assert [line.split()[3] for line in lines] == [f"{conn}#1", f"{conn}#2"]
@@ -113,10 +139,10 @@ def test_show_full_prints_the_stored_bodies(run: RealRun) -> None:
 
 def test_show_handshakes_draws_each_connection(run: RealRun) -> None:
     out = "\n".join(show(run, "--handshakes"))
-    assert out.count("1. Client Hello") == 4
+    assert out.count("1. Client Hello") == 7
     for step in ("2. Server Hello + certificate", "3. Client agrees", "4. Server agrees",
                  "5. Encrypted communication"):
-        assert out.count(step) == 4
+        assert out.count(step) == 7
     assert "ClientKeyExchange" in out
 
 
@@ -129,9 +155,14 @@ def test_har_from_the_real_run(run: RealRun, tmp_path: Path) -> None:
     document: dict[str, Any] = json.loads(out.read_text())
     jsonschema.validate(document, SCHEMA, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
     entries = [e for page in HarParser(document).pages for e in page.entries]
-    assert [e.request.method for e in entries] == ["GET", "GET", "POST", "PUT", "GET"]
-    assert [e.response.status for e in entries] == [200, 200, 200, 200, 502]
+    # The request without a request line has no URL to give: left out, and counted.
+    assert [e.request.method for e in entries] == ["GET", "GET", "POST", "PUT", "GET", "GET",
+                                                   "CONNECT"]
+    assert [e.response.status for e in entries] == [200, 200, 200, 200, 502, 400, 200]
+    assert document["log"]["_skipped"] == 1
     raw = document["log"]["entries"]
+    assert raw[5]["request"]["url"] == "http://127.0.0.1/origin-form"
+    assert raw[6]["_tunnel"]["bytes_up"] > 0
     assert raw[0]["_tls"]["cipher_suite"].startswith("TLS_RSA_WITH_AES_")
     assert json.loads(raw[2]["response"]["content"]["text"])["path"] == "/form"
     assert raw[3]["request"]["postData"]["_encoding"] == "base64"
@@ -142,11 +173,11 @@ def test_stats_from_the_real_run(run: RealRun) -> None:
                             text=True, env=child_env(), timeout=60)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["exchanges"] == 5 and data["connections"] == 4
-    assert data["by_status"] == {"200": 4, "502": 1}
-    assert data["by_host"] == {"127.0.0.1": 4, "localhost": 1}
-    assert sum(data["by_suite"].values()) == 4
-    assert data["handshake_ms"]["count"] == 4 and data["exchange_ms"]["count"] == 5
+    assert data["exchanges"] == 8 and data["connections"] == 7
+    assert data["by_status"] == {"200": 5, "400": 2, "502": 1}
+    assert data["by_host"] == {"127.0.0.1": 5, "-": 2, "localhost": 1}
+    assert sum(data["by_suite"].values()) == 7
+    assert data["handshake_ms"]["count"] == 7 and data["exchange_ms"]["count"] == 8
     assert data["exchange_ms"]["p50"] <= data["exchange_ms"]["p99"] <= data["exchange_ms"]["max"]
 
 
