@@ -87,7 +87,8 @@ IO_TIMEOUT = 10.0
 
 
 class OurServer:
-    """Serves one TLS connection with our ServerConnection in a thread.
+    """Serves TLS connections (``connections``, one after another) with our ServerConnection
+    in a thread.
 
     Every ApplicationData is answered with ``reply(data)`` (default: echo);
     with ``close_after_reply`` the server sends close_notify after its first
@@ -95,8 +96,9 @@ class OurServer:
     """
 
     def __init__(self, config: ServerConfig, *, reply: Callable[[bytes], bytes] = bytes,
-                 close_after_reply: bool = False) -> None:
+                 close_after_reply: bool = False, connections: int = 1) -> None:
         self.config = config
+        self.connections = connections
         self.reply = reply
         self.close_after_reply = close_after_reply
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -113,6 +115,12 @@ class OurServer:
         return self
 
     def _run(self) -> None:
+        for _ in range(self.connections):
+            if self.error is not None:
+                return
+            self._run_one()
+
+    def _run_one(self) -> None:
         try:
             sock, _ = self.listener.accept()
         except OSError as exc:
@@ -168,10 +176,13 @@ class OurServer:
         self._thread.join(IO_TIMEOUT + 5)
 
     @property
+    def sessions(self) -> list[HandshakeComplete]:
+        return [e for e in self.events if isinstance(e, HandshakeComplete)]
+
+    @property
     def session(self) -> HandshakeComplete:
-        completes = [e for e in self.events if isinstance(e, HandshakeComplete)]
-        assert len(completes) == 1, self.events
-        return completes[0]
+        assert len(self.sessions) == 1, self.events
+        return self.sessions[0]
 
 
 @pytest.fixture

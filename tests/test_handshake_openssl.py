@@ -151,3 +151,17 @@ def test_python_ssl_client_without_ems_refused_when_required(
     server.join()
     assert isinstance(server.error, RemoteProtocolError), repr(server.error)
     assert server.error.alert is AlertDescription.handshake_failure
+
+
+def test_openssl_s_client_reconnect_gets_full_handshakes(
+        certs: CertFiles, server_config: ServerConfig,
+        our_server: Callable[..., OurServer]) -> None:
+    # -reconnect offers the first session's ID (and a ticket) five more times; we never
+    # resume, so every connection is a new, complete, verified handshake.
+    server = our_server(server_config, connections=6)
+    out = s_client(certs, server.port, "-reconnect", "-no_ign_eof", data=b"")
+    server.join()
+    assert server.error is None, f"{server.error!r}\n{out}"
+    assert len(server.sessions) == 6
+    assert out.count("New, TLSv1.2, Cipher is") == 6 and "Reused," not in out, out
+    assert out.count("Verify return code: 0 (ok)") == 6, out
