@@ -12,6 +12,8 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -165,3 +167,50 @@ def test_openssl_s_client_reconnect_gets_full_handshakes(
     assert len(server.sessions) == 6
     assert out.count("New, TLSv1.2, Cipher is") == 6 and "Reused," not in out, out
     assert out.count("Verify return code: 0 (ok)") == 6, out
+
+
+def test_openssl_s_client_renegotiation_is_refused(
+        certs: CertFiles, server_config: ServerConfig,
+        our_server: Callable[..., OurServer]) -> None:
+    # s_client's "R" command renegotiates; we answer no_renegotiation (RFC 5746 / RFC 5246
+    # §7.2.2), and OpenSSL gives up on the renegotiation with a handshake_failure of its own.
+    server = our_server(server_config)
+    args = [require_binary("openssl"), "s_client", "-tls1_2", "-connect",
+            f"127.0.0.1:{server.port}", "-CAfile", str(certs.ca_pem), "-servername", "localhost"]
+    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.decode(errors="replace"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("Extended master secret" in line for line in lines), lines)
+        assert process.stdin is not None
+        process.stdin.write(b"R\n")
+        process.stdin.flush()
+        process.wait(timeout=IO_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=IO_TIMEOUT)
+        reader.join(IO_TIMEOUT)
+    server.join()
+    out = "".join(lines)
+    assert "RENEGOTIATING" in out and "no renegotiation" in out, out
+    assert server.error is None, repr(server.error)
+    alerts = [e for e in server.events if isinstance(e, AlertReceived)]
+    assert [(a.level, a.description) for a in alerts] == [
+        (2, AlertDescription.handshake_failure)], server.events
+    assert len(server.sessions) == 1  # the first handshake, and no second one
+
+
+def wait_for(condition: Callable[[], bool], lines: list[str]) -> None:
+    deadline = time.monotonic() + IO_TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.02)
