@@ -195,3 +195,29 @@ def test_follow_a_live_proxy(tmp_path: Path) -> None:
             code = follower.stop(signal.SIGINT)
         assert code == 0
         r.stop()
+
+
+def test_real_log_with_a_corrupt_line_and_a_truncated_tail(run: RealRun, tmp_path: Path) -> None:
+    """The real log, damaged as a crash or a concurrent write would: every reader reports the
+    corrupt line by number, skips the half-written last record silently, and goes on."""
+    lines = run.log.read_bytes().splitlines(keepends=True)
+    damaged = tmp_path / "damaged.jsonl"
+    last = lines[-1]
+    damaged.write_bytes(b"".join(lines[:2]) + b'{"type": "exchange", "conn": "c0\n'
+                        + b"".join(lines[2:]) + last[: len(last) // 2])
+    corrupt_at = 3
+    kept = [json.loads(line) for line in lines[:-1]]  # what survives: all but the cut record
+    expected_exchanges = sum(1 for r in kept if r["type"] == "exchange")
+    without_request_line = sum(1 for r in kept if r["type"] == "exchange"
+                               and r["request"]["method"] is None)
+    for command, check in (
+            (["show"], lambda out: len(out.splitlines()) == expected_exchanges),
+            (["stats", "--json"], lambda out: json.loads(out)["exchanges"] == expected_exchanges),
+            (["har"], lambda out: len(json.loads(out)["log"]["entries"])
+             == expected_exchanges - without_request_line)):
+        result = subprocess.run(cli("log", command[0], str(damaged), *command[1:]),
+                                capture_output=True, text=True, env=child_env(), timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert check(result.stdout), (command, result.stdout[:300])
+        assert result.stderr.splitlines()[0].startswith(f"{damaged}:{corrupt_at}: corrupt record")
+        assert len([e for e in result.stderr.splitlines() if "corrupt" in e]) == 1
