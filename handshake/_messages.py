@@ -148,20 +148,29 @@ def encode_extensions(extensions: Iterable[tuple[int, bytes]]) -> bytes:
 
 
 def decode_server_name(data: bytes) -> str | None:
-    """RFC 6066 §3: the first host_name entry, as text."""
+    """RFC 6066 §3: the host_name entry, as text."""
     reader = Reader(data, "server_name extension")
     names = Reader(reader.vector(2, 1), "server_name extension")
     reader.expect_end()
     host: str | None = None
+    seen: set[int] = set()
     while names.remaining:
         name_type = names.uint8()
         name = names.vector(2, 1)
-        if name_type == 0 and host is None:
+        # "The ServerNameList MUST NOT contain more than one name of the same name_type."
+        if name_type in seen:
+            raise RemoteProtocolError("server_name lists two names of the same type",
+                                      AlertDescription.illegal_parameter)
+        seen.add(name_type)
+        if name_type == 0:
             try:
                 host = name.decode("ascii")
             except UnicodeDecodeError:
                 raise RemoteProtocolError("server_name is not ASCII",
                                           AlertDescription.illegal_parameter) from None
+            if "\0" in host:
+                raise RemoteProtocolError("server_name contains a NUL byte",
+                                          AlertDescription.illegal_parameter)
     return host
 
 

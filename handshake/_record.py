@@ -110,7 +110,10 @@ class RecordLayer:
 
     def feed(self, data: bytes) -> None:
         if self._inpos >= len(self._inbuf):
-            self._inbuf, self._inpos = data, 0
+            # Only an immutable object may be kept: a caller reading into one
+            # reused buffer (recv_into) would otherwise change it under us.
+            self._inbuf = data if type(data) is bytes else bytes(data)
+            self._inpos = 0
             return
         if not isinstance(self._inbuf, bytearray):
             self._inbuf = bytearray(memoryview(self._inbuf)[self._inpos:])
