@@ -204,7 +204,7 @@ def test_real_log_with_a_corrupt_line_and_a_truncated_tail(run: RealRun, tmp_pat
     damaged = tmp_path / "damaged.jsonl"
     last = lines[-1]
     damaged.write_bytes(b"".join(lines[:2]) + b'{"type": "exchange", "conn": "c0\n'
-                        + b"".join(lines[2:]) + last[: len(last) // 2])
+                        + b"".join(lines[2:-1]) + last[: len(last) // 2])
     corrupt_at = 3
     kept = [json.loads(line) for line in lines[:-1]]  # what survives: all but the cut record
     expected_exchanges = sum(1 for r in kept if r["type"] == "exchange")
