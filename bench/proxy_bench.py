@@ -7,6 +7,8 @@ client run on core 1. Measures, in one run:
   - a new TLS connection per request (Connection: close): requests/s and its ratio to RSA
   - 10 MiB downloads: MB/s
   - proxy memory with 1,000 idle TLS connections: bytes per connection (RSS delta)
+  - a 1 GiB download and a 1 GiB chunked upload through the proxy (curl, h11 echo origin):
+    the proxy's peak RSS during each, against its RSS before (memory stays flat)
 
 Usage:  python3 bench/proxy_bench.py [--duration 10] [--json out.json]
 Needs wrk (apt-get install wrk) and taskset. The traffic log is on, as in production.
@@ -113,15 +115,29 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(proxy_port: int, origin: str, path: str, connections: int, duration: int,
-        close: bool = False) -> dict[str, float]:
+        close: bool = False, pid: int | None = None) -> dict[str, float]:
     env = dict(os.environ, ORIGIN=origin, TARGET_PATH=path, CLOSE="1" if close else "0")
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
            "-s", str(REPO / "bench" / "wrk_proxy.lua"), f"https://127.0.0.1:{proxy_port}"]
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, env=env,
                          timeout=duration + 60).stdout
+    cpu = cpu_seconds(pid) - cpu0 if pid else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     result = {"requests_per_s": rps}
+    total = re.search(r"(\d+) requests in", out)
+    if pid and total and int(total.group(1)):
+        # CPU time per request: what the proxy costs, whatever else shares the machine.
+        per = cpu / int(total.group(1))
+        result["proxy_cpu_us_per_request"] = round(per * 1e6, 1)
+        result["per_proxy_core_second"] = round(1 / per, 1)
     for pct in ("50", "99"):
         m = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M)
         if m:
@@ -135,6 +151,59 @@ def wrk(proxy_port: int, origin: str, path: str, connections: int, duration: int
     result["errors"] = (errors.group(1) if errors else "none") + (
         f"; non-2xx {non2xx.group(1)}" if non2xx else "")  # type: ignore[assignment]
     return result
+
+
+def peak_rss_during(pid: int, cmd: list[str] | str, shell: bool = False
+                    ) -> tuple[int, int, subprocess.CompletedProcess[str], float]:
+    """Run cmd while sampling the proxy's RSS every 50 ms: (before, peak, result, seconds)."""
+    import threading
+    before = rss_bytes(pid)
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.05):
+            peak = max(peak, rss_bytes(pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(cmd, shell=shell, capture_output=True, text=True, timeout=600)
+    finally:
+        done.set()
+        sampler.join()
+    return before, peak, result, time.perf_counter() - start
+
+
+def one_gib(proxy_port: int, ca: str, pid: int) -> dict[str, object]:
+    """1 GiB each way through the proxy; the h11 echo origin streams and hashes."""
+    gib = 1024 * ONE_MIB
+    port = free_port()
+    origin = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "proxy", "origin",
+                               "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
+                              text=True, cwd=REPO)
+    assert origin.stdout is not None and origin.stdout.readline()
+    curl = (f"taskset -c 1 curl -sS --proxy https://127.0.0.1:{proxy_port} "
+            f"--proxy-cacert {ca}")
+    out: dict[str, object] = {}
+    try:
+        before, peak, r, secs = peak_rss_during(
+            pid, f"{curl} http://127.0.0.1:{port}/bytes/{gib} | wc -c", shell=True)
+        assert r.returncode == 0 and int(r.stdout) == gib, r
+        out["download"] = {"rss_before": before, "rss_peak": peak,
+                           "MB_per_s": round(gib / secs / 1e6, 1)}
+        before, peak, r, secs = peak_rss_during(
+            pid, f"head -c {gib} /dev/zero | {curl} -T - -X POST "
+                 f"http://127.0.0.1:{port}/upload", shell=True)
+        assert r.returncode == 0 and json.loads(r.stdout)["body_size"] == gib, r
+        out["upload"] = {"rss_before": before, "rss_peak": peak,
+                         "MB_per_s": round(gib / secs / 1e6, 1)}
+    finally:
+        origin.terminate()
+        origin.wait(timeout=10)
+    return out
 
 
 def idle_connections(proxy_port: int, ca: str, count: int) -> list[ssl.SSLSocket]:
@@ -164,7 +233,8 @@ def main() -> int:
 
     from proxy.certs import make_certs
 
-    results: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
+    results: dict[str, object] = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
+                                  "load_average_at_start": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         certs = make_certs(Path(tmp) / "certs")
         origin_port, proxy_port = free_port(), free_port()
@@ -186,28 +256,37 @@ def main() -> int:
             # Raw RSA on core 0 while the proxy is idle there: the ceiling for handshakes.
             rsa = subprocess.run(
                 ["taskset", "-c", "0", sys.executable, "-c",
-                 "import sys; sys.path.insert(0, %r); from proxy_bench import rsa_rate; "
-                 "print(rsa_rate(3.0))" % str(REPO / "bench")],
+                 f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); "
+                 "from proxy_bench import rsa_rate; print(rsa_rate(3.0))"],
                 capture_output=True, text=True, check=True)
             results["rsa2048_decrypt_per_s"] = round(float(rsa.stdout), 1)
             print(f"raw RSA-2048 decryptions/s (one core): {results['rsa2048_decrypt_per_s']}",
                   flush=True)
 
             wrk(proxy_port, origin, "/bytes/1024", 10, 2)  # warm-up
-            ka = wrk(proxy_port, origin, "/bytes/1024", 50, args.duration)
+            pid = proxy_proc.pid
+            ka = wrk(proxy_port, origin, "/bytes/1024", 50, args.duration, pid=pid)
             results["keepalive_1kib"] = ka
             print(f"keep-alive 1 KiB: {ka}", flush=True)
 
-            nc = wrk(proxy_port, origin, "/bytes/1024", 20, args.duration, close=True)
+            nc = wrk(proxy_port, origin, "/bytes/1024", 20, args.duration, close=True, pid=pid)
             nc["ratio_to_rsa"] = round(nc["requests_per_s"] /
                                        float(results["rsa2048_decrypt_per_s"]), 3)  # type: ignore[arg-type]
             results["new_connection_per_request"] = nc
             print(f"new connection per request: {nc}", flush=True)
 
-            dl = wrk(proxy_port, origin, f"/bytes/{10 * ONE_MIB}", 4, args.duration)
+            dl = wrk(proxy_port, origin, f"/bytes/{10 * ONE_MIB}", 4, args.duration, pid=pid)
             dl["MB_per_s"] = round(dl.get("bytes_per_s", 0.0) / 1e6, 1)
             results["download_10mib"] = dl
             print(f"10 MiB download: {dl}", flush=True)
+
+            big = one_gib(proxy_port, str(certs.ca), proxy_proc.pid)
+            results["one_gib"] = big
+            for way, fig in big.items():
+                assert isinstance(fig, dict)
+                print(f"1 GiB {way}: proxy RSS {fig['rss_before'] / ONE_MIB:.1f} MiB before, "
+                      f"peak {fig['rss_peak'] / ONE_MIB:.1f} MiB; {fig['MB_per_s']} MB/s",
+                      flush=True)
 
             time.sleep(1.0)
             before = rss_bytes(proxy_proc.pid)
