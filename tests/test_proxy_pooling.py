@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import httpx
+import pytest
 import urllib3
 from proxy_helpers import client_context, running_proxy
 
@@ -56,3 +57,29 @@ def test_urllib3_proxy_manager_keep_alive(certs, tmp_path: Path) -> None:
     assert len([r for r in records if r["type"] == "connection"]) == 1
     assert len([r for r in records if r["type"] == "exchange"]) == 5
     assert rp.pool.opened == 1
+
+
+def test_requests_with_an_adapter_that_passes_the_context(certs, tmp_path: Path) -> None:
+    requests = pytest.importorskip("requests")  # not a test dependency of its own
+    from requests.adapters import HTTPAdapter
+
+    ctx = client_context(certs.ca_pem)
+
+    class ProxyTLS(HTTPAdapter):  # the README's recipe
+        def proxy_manager_for(self, proxy, **kw):  # type: ignore[no-untyped-def]
+            return super().proxy_manager_for(proxy, ssl_context=ctx, proxy_ssl_context=ctx,
+                                             **kw)
+
+        def cert_verify(self, conn, url, verify, cert):  # type: ignore[no-untyped-def]
+            pass  # ctx verifies the proxy; requests would turn that off for http:// URLs
+
+    with running_proxy(certs, tmp_path) as rp:
+        session = requests.Session()
+        session.mount("http://", ProxyTLS())
+        proxies = {"http": rp.url}
+        assert session.get(f"{rp.origin}/r1", proxies=proxies).json()["path"] == "/r1"
+        body = os.urandom(50_000)
+        assert session.post(f"{rp.origin}/echo", data=body, proxies=proxies).content == body
+        records = rp.stop()
+    assert len([r for r in records if r["type"] == "connection"]) == 1
+    assert len([r for r in records if r["type"] == "exchange"]) == 2
