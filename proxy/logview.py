@@ -101,11 +101,12 @@ def read_records(path: str | os.PathLike[str], on_problem: ProblemHandler | None
 def follow_records(path: str | os.PathLike[str], stop: Callable[[], bool],
                    on_problem: ProblemHandler | None = None, poll_s: float = 0.2
                    ) -> Iterator[Record]:
-    """Records as they are appended, like `tail -f`, until `stop()` says so.
+    """Records as they are appended, like `tail -F`, until `stop()` says so.
 
     `stop` is asked only when no more data is there, so everything written
     before it turns true is read. A partial last line waits for its newline.
-    A file that shrinks (truncated or replaced) is read again from the start.
+    A log rotated (renamed, then a new file) or truncated is followed from the
+    new file's start.
     """
     report = on_problem or stderr_problem(path)
     return _records_from_lines(_follow_lines(path, stop, poll_s), report)
@@ -135,13 +136,18 @@ def _follow_lines(path: str | os.PathLike[str], stop: Callable[[], bool], poll_s
                     lineno += 1
                     yield lineno, raw + b"\n"
                 continue
+            # At the end of what we have: was the log rotated (a new file under the
+            # name) or truncated in place (copytruncate)? Then start over on the new one.
+            # The old file has been read to its end by now, so nothing of it is lost.
             try:
-                if os.stat(path).st_size < f.tell():
-                    f.seek(0)
-                    pending, lineno = b"", 0
-                    continue
+                current = os.stat(path)
             except FileNotFoundError:
-                pass
+                current = None
+            if current is not None and (current.st_ino != os.fstat(f.fileno()).st_ino
+                                        or current.st_size < f.tell()):
+                f.close()
+                f, pending, lineno = None, b"", 0
+                continue
             if stop():
                 return
             time.sleep(poll_s)

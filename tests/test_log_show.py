@@ -312,3 +312,35 @@ def test_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
         proc.stdout.close()
         assert proc.wait(timeout=60) == 0
         assert proc.stderr.read() == b""
+
+
+def test_follow_goes_on_after_the_log_is_rotated_or_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.jsonl"
+    write_log(path, [exchange(url="http://h:1/before")])
+    seen: list[str] = []
+    step = iter(["rotate", "truncate", "append", "done"])
+    state = {"now": ""}
+
+    class Out(io.StringIO):
+        def write(self, s: str) -> int:
+            seen.extend(line.split()[5] for line in s.splitlines() if "#" in line)
+            return len(s)
+
+    def stop() -> bool:
+        # Called only when the reader has caught up: the next change happens then.
+        state["now"] = next(step)
+        if state["now"] == "rotate":
+            path.rename(tmp_path / "traffic.jsonl.1")
+            write_log(path, [exchange(url="http://h:1/after-rotation")])
+        elif state["now"] == "truncate":
+            # In place (copytruncate). Like tail -F, the reader notices a truncation
+            # by the file being shorter than what it has read, so it looks in between.
+            write_log(path, [])
+        elif state["now"] == "append":
+            with open(path, "ab") as f:
+                f.write(json.dumps(exchange(url="http://h:1/after-truncation")).encode() + b"\n")
+        return state["now"] == "done"
+
+    logview.show(str(path), logview.Filter(), logview.ShowOptions(), follow=True, out=Out(),
+                 stop=stop)
+    assert seen == ["http://h:1/before", "http://h:1/after-rotation", "http://h:1/after-truncation"]
