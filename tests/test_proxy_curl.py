@@ -159,3 +159,33 @@ def test_proxy_auth(certs, tmp_path: Path) -> None:
     assert statuses == [407, 407, 200]
     ok = [r for r in records if r["type"] == "exchange"][-1]
     assert ["Proxy-Authorization", "[redacted]"] in ok["request"]["headers"]
+
+
+def test_head_204_and_a_close_delimited_http10_origin(certs, tmp_path: Path) -> None:
+    import socket
+
+    from proxy_helpers import FakeOrigin, read_request_head
+
+    def http10(conn: socket.socket) -> None:
+        read_request_head(conn)
+        # No Content-Length: the body ends when the origin closes (RFC 9112 §6.3).
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"old school " * 1000)
+        conn.close()
+
+    origin = FakeOrigin(http10)
+    try:
+        with running_proxy(certs, tmp_path) as rp:
+            r = curl(rp, "-I", f"{rp.origin}/bytes/5000")
+            assert r.returncode == 0 and b"Content-Length: 5000" in r.stdout
+            r = curl(rp, "-i", f"{rp.origin}/status/204")
+            assert r.returncode == 0 and r.stdout.startswith(b"HTTP/1.1 204")
+            # Twice on one connection: the close-delimited body is re-framed (chunked) for
+            # the client, whose connection stays open.
+            r = curl(rp, f"http://127.0.0.1:{origin.port}/a", f"http://127.0.0.1:{origin.port}/b")
+            assert r.returncode == 0 and r.stdout == b"old school " * 2000
+            records = rp.stop()
+    finally:
+        origin.close()
+    conns = {r["conn"] for r in records if r["type"] == "exchange"
+             and r["request"]["url"].endswith(("/a", "/b"))}
+    assert len(conns) == 1
