@@ -27,7 +27,12 @@ class LocalProtocolError(ProtocolError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer sent something the protocol does not allow, or sent a fatal alert."""
+    """The peer sent something the protocol does not allow.
+
+    A fatal alert *from* the peer is not raised: it arrives as the events
+    ``AlertReceived`` and ``ConnectionClosed(clean=False)``, and the
+    connection is failed from then on.
+    """
 
 
 class CertificateError(RemoteProtocolError):
