@@ -49,10 +49,12 @@ def _discard(file: IO[bytes], path: str) -> None:
 class BodyWriter:
     """One body on its way to disk. Use write() for each chunk, then finish() or abort()."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, hashing: bool = True) -> None:
         self.directory = directory
         self.size = 0
-        self._sha = hashlib.sha256()
+        # hashing=False: the caller hashes the same bytes already and passes the digest
+        # to finish(), so each byte is hashed once (StoringTap does this).
+        self._sha = hashlib.sha256() if hashing else None
         fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=directory)
         self._tmp = tmp
         self._file: IO[bytes] = os.fdopen(fd, "wb")
@@ -63,15 +65,19 @@ class BodyWriter:
         if self.result is not None:
             raise ValueError("write() after finish()")
         self._file.write(data)
-        self._sha.update(data)
+        if self._sha is not None:
+            self._sha.update(data)
         self.size += len(data)
 
-    def finish(self) -> StoredBody:
+    def finish(self, digest: str | None = None) -> StoredBody:
         """Close, rename to the digest, and say where it went (idempotent)."""
         if self.result is None:
+            if self._sha is not None:
+                digest = self._sha.hexdigest()
+            elif digest is None:
+                raise ValueError("finish() needs the digest when the writer does not hash")
             self._cleanup.detach()
             self._file.close()
-            digest = self._sha.hexdigest()
             final = self.directory / digest
             # os.replace over an existing file of the same name is harmless:
             # same name, same bytes.
@@ -106,8 +112,8 @@ class BodyStore:
         """One store per directory for the whole run (made once, not per exchange)."""
         return BodyStore(directory)
 
-    def open(self) -> BodyWriter:
-        return BodyWriter(self.directory)
+    def open(self, hashing: bool = True) -> BodyWriter:
+        return BodyWriter(self.directory, hashing)
 
     def tap(self, preview_limit: int) -> StoringTap:
         return StoringTap(preview_limit, self)
@@ -129,7 +135,7 @@ class StoringTap(BodyTap):
         super().update(data)
         if data:
             if self._writer is None:
-                self._writer = self._store.open()
+                self._writer = self._store.open(hashing=False)  # BodyTap hashes already
             self._writer.write(data)
 
     def to_record(self) -> dict[str, Any]:
@@ -137,5 +143,5 @@ class StoringTap(BodyTap):
         if self._writer is not None:
             # What passed is what is stored, even for a body cut short: the file's
             # name is then the digest of those bytes, as is the record's sha256.
-            record["file"] = str(self._writer.finish().path)
+            record["file"] = str(self._writer.finish(record["sha256"]).path)
         return record
