@@ -8,6 +8,7 @@ writer (back-pressure) and memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from .traffic_log import BodyTap, TrafficLog, header_pairs, utc_now_iso
 __all__ = ["ConnContext", "ClientSession"]
 
 READ_SIZE = 256 * 1024
+DISCARD_LIMIT = 1024 * 1024  # request body bytes read and dropped before an error answer
 PROXY_AUTHENTICATE = (b"Proxy-Authenticate", b'Basic realm="handshake-proxy"')
 
 
@@ -175,6 +177,9 @@ class ClientSession:
             if self.ctx.exchanges == record["seq"] - 1:
                 self.ctx.exchanges += 1  # a request we could not even parse still counts
             record["error"] = err.message
+            if self.h.their_state is h11.SEND_BODY:
+                with contextlib.suppress(TimeoutError, _ClientGone, h11.ProtocolError):
+                    await ex._discard_request_body()
             keep = self._send_error(err, ex)
         except _ClientGone as exc:
             record["error"] = f"client went away: {exc}" if str(exc) else "client went away"
@@ -331,13 +336,19 @@ class _Exchange:
         if data:
             oc.writer.write(data)
 
-    async def _discard_request_body(self) -> None:
-        """Read (and drop) a small request body so the connection stays usable."""
+    async def _discard_request_body(self, limit: int = DISCARD_LIMIT) -> None:
+        """Read (and drop) up to ``limit`` bytes of an unwanted request body.
+
+        Closing a connection with unread request bytes makes the kernel send a
+        reset, which can destroy our error answer before the client reads it;
+        reading a bounded amount first lets the answer arrive (and often lets
+        the connection stay open).
+        """
         h = self.s.h
         if h.they_are_waiting_for_100_continue:
             return  # the client has not sent it; we will close instead
-        while h.their_state is h11.SEND_BODY:
-            ev = await self.s._client_event(self.cfg.idle_timeout)
+        while h.their_state is h11.SEND_BODY and self.req_tap.size <= limit:
+            ev = await self.s._client_event(min(self.cfg.idle_timeout, 5.0))
             if isinstance(ev, (h11.EndOfMessage, h11.ConnectionClosed)):
                 return
             self.req_tap.update(ev.data)

@@ -202,3 +202,14 @@ def test_client_not_allowed_is_refused(certs, tmp_path: Path) -> None:
     (rec,) = records
     assert rec["type"] == "connection" and "not allowed" in rec["error"]
     assert json.dumps(rec)  # a plain JSON record
+
+
+def test_upload_to_a_closed_port_still_gets_its_502(certs, tmp_path: Path) -> None:
+    port = free_port()
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"u" * 300_000)  # unread by anyone: the proxy drops it, then answers
+    with running_proxy(certs, tmp_path) as rp:
+        for _ in range(3):
+            r = curl(rp, "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", f"@{body}",
+                     f"http://127.0.0.1:{port}/upload")
+            assert r.stdout == b"502", (r.stdout, r.stderr)
