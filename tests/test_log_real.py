@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -163,6 +164,12 @@ def test_har_from_the_real_run(run: RealRun, tmp_path: Path) -> None:
     raw = document["log"]["entries"]
     assert raw[5]["request"]["url"] == "http://127.0.0.1/origin-form"
     assert raw[6]["_tunnel"]["bytes_up"] > 0
+    mitmdump = os.environ.get("HANDSHAKE_PROXY_MITMDUMP") or shutil.which("mitmdump")
+    if mitmdump:  # the second real reader, where installed (see tests/test_har.py)
+        loaded = subprocess.run([mitmdump, "-nr", str(out)], capture_output=True, text=True,
+                                timeout=60)
+        assert loaded.returncode == 0, loaded.stderr
+        assert loaded.stdout.count("<< ") == 7 and "PUT http://localhost:" in loaded.stdout
     assert raw[0]["_tls"]["cipher_suite"].startswith("TLS_RSA_WITH_AES_")
     assert json.loads(raw[2]["response"]["content"]["text"])["path"] == "/form"
     assert raw[3]["request"]["postData"]["_encoding"] == "base64"
