@@ -74,6 +74,9 @@ class ClientSession:
         self.cfg = ctx.config
         self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=ctx.config.max_header_bytes)
         self.busy = False  # True while an exchange is in flight: shutdown waits for those
+        # When the current request's first byte arrived (not when we began waiting).
+        self.request_started = 0.0
+        self.request_time = ""
 
     # --- reading from the client -------------------------------------------
 
@@ -93,6 +96,8 @@ class ClientSession:
         """The next Request, or None when the client is done (EOF / idle timeout)."""
         h = self.h
         ev = h.next_event()
+        self.request_started = time.perf_counter()
+        self.request_time = utc_now_iso()
         if ev is h11.NEED_DATA:
             # The idle keep-alive wait: no byte of the next request yet.
             try:
@@ -101,6 +106,8 @@ class ClientSession:
                 return None
             h.receive_data(data)
             self.busy = True
+            self.request_started = time.perf_counter()
+            self.request_time = utc_now_iso()
             # From the first byte, the whole header block has header_timeout.
             deadline = time.monotonic() + self.cfg.header_timeout
             while True:
@@ -142,9 +149,8 @@ class ClientSession:
             raise
 
     async def _one_exchange(self) -> bool:
-        started = time.perf_counter()
         record: dict[str, Any] = {
-            "type": "exchange", "time": utc_now_iso(), "conn": self.ctx.conn_id,
+            "type": "exchange", "time": "", "conn": self.ctx.conn_id,
             "client": self.ctx.client, "seq": self.ctx.exchanges + 1, "tls": self.ctx.tls,
             "request": None, "response": None, "tunnel": None,
             "timings": {"total_ms": 0.0, "origin_connect_ms": None, "wait_ms": None,
@@ -180,22 +186,28 @@ class ClientSession:
             if self.h.their_state is h11.SEND_BODY:
                 with contextlib.suppress(TimeoutError, _ClientGone, h11.ProtocolError):
                     await ex._discard_request_body()
-            keep = self._send_error(err, ex)
+            try:
+                keep = self._send_error(err, ex)
+            except _Abort:
+                self._finish_record(record, ex)
+                raise
         except _ClientGone as exc:
             record["error"] = f"client went away: {exc}" if str(exc) else "client went away"
             keep = False
         except _Abort as exc:
             record["error"] = str(exc)
-            self._finish_record(record, started, ex)
+            self._finish_record(record, ex)
             raise
         except TimeoutError:
             record["error"] = "client stopped sending the request body"
             keep = False
-        self._finish_record(record, started, ex)
+        self._finish_record(record, ex)
         return keep
 
-    def _finish_record(self, record: dict[str, Any], started: float, ex: _Exchange) -> None:
-        record["timings"]["total_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    def _finish_record(self, record: dict[str, Any], ex: _Exchange) -> None:
+        record["time"] = self.request_time
+        record["timings"]["total_ms"] = round(
+            (time.perf_counter() - self.request_started) * 1000, 3)
         if record["request"] is None:
             record["request"] = {"method": None, "url": None, "version": None, "headers": [],
                                  "body": ex.req_tap.to_record()}

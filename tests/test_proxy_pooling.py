@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -49,11 +51,17 @@ def test_urllib3_proxy_manager_keep_alive(certs, tmp_path: Path) -> None:
         # For http:// URLs urllib3 takes the proxy connection's context from ssl_context.
         pm = urllib3.ProxyManager(rp.url, proxy_ssl_context=ctx, ssl_context=ctx)
         for i in range(5):
+            if i == 4:
+                time.sleep(0.3)  # an idle keep-alive gap before the last request
             r = pm.request("GET", f"{rp.origin}/u{i}", retries=False)
             assert r.status == 200
             assert json.loads(r.data)["path"] == f"/u{i}"
         pm.clear()
         records = rp.stop()
+    ex = [r for r in records if r["type"] == "exchange"]
+    # "time" is when the request arrived, not when the proxy began waiting for it.
+    gap = (datetime.fromisoformat(ex[4]["time"]) - datetime.fromisoformat(ex[3]["time"]))
+    assert gap.total_seconds() >= 0.3
     assert len([r for r in records if r["type"] == "connection"]) == 1
     assert len([r for r in records if r["type"] == "exchange"]) == 5
     assert rp.pool.opened == 1
