@@ -96,9 +96,10 @@ class ClientSession:
         """The next Request, or None when the client is done (EOF / idle timeout)."""
         h = self.h
         ev = h.next_event()
-        self.request_started = time.perf_counter()
-        self.request_time = utc_now_iso()
-        if ev is h11.NEED_DATA:
+        if ev is not h11.NEED_DATA:  # pipelined: already here
+            self.request_started = time.perf_counter()
+            self.request_time = utc_now_iso()
+        else:
             # The idle keep-alive wait: no byte of the next request yet.
             try:
                 data = await within(self.stream.read(), self.cfg.idle_timeout)
