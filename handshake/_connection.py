@@ -37,6 +37,10 @@ from ._state import CHANGE_CIPHER_SPEC, Role, State, next_state
 __all__ = ["Connection"]
 
 _KNOWN_HANDSHAKE_TYPES = frozenset(int(t) for t in HandshakeType)
+# Plain ints for per-record comparisons (IntEnum attribute lookups cost more).
+_APPLICATION_DATA = int(ContentType.application_data)
+_HANDSHAKE = int(ContentType.handshake)
+_ALERT = int(ContentType.alert)
 _CCS_PAYLOAD = b"\x01"
 _FINISHED_LABEL = {Role.CLIENT: b"client finished", Role.SERVER: b"server finished"}
 
@@ -112,13 +116,21 @@ class Connection:
                 self._state = State.CLOSED
             events.append(ConnectionClosed(clean=False))
             return events
-        self._records.feed(data)
+        records = self._records
+        records.feed(data)
         try:
             while not self._read_closed:
-                record = self._records.next_record()
+                record = records.next_record()
                 if record is None:
                     break
-                self._handle_record(record[0], record[1], events)
+                content_type, payload = record
+                # The hot path, taken for nearly every record of a busy connection.
+                if (content_type == _APPLICATION_DATA and self._state is State.ESTABLISHED
+                        and not self._handshake_buf):
+                    if payload:
+                        events.append(ApplicationData(payload))
+                    continue
+                self._handle_record(content_type, payload, events)
         except ProtocolError as exc:
             self._fail(exc)
             raise
@@ -133,14 +145,13 @@ class Connection:
 
     def send_application_data(self, data: bytes) -> None:
         """Queue application data, split into protected records of at most 16 KiB."""
-        self._check_not_failed()
-        if self._state is not State.ESTABLISHED or self._records.write_cipher is None:
-            raise LocalProtocolError(f"cannot send application data in state '{self._state.value}'",
-                                     AlertDescription.internal_error)
-        if self._sent_close:
-            raise LocalProtocolError("cannot send application data after close()",
-                                     AlertDescription.internal_error)
-        self._records.seal(ContentType.application_data, data, self._out)
+        if self._error is not None or self._sent_close or self._state is not State.ESTABLISHED:
+            self._check_not_failed()
+            raise LocalProtocolError(
+                "cannot send application data after close()" if self._sent_close
+                else f"cannot send application data in state '{self._state.value}'",
+                AlertDescription.internal_error)
+        self._records.seal(_APPLICATION_DATA, data, self._out)
 
     def close(self) -> None:
         """Queue close_notify (once); nothing may be sent after it."""
@@ -166,7 +177,7 @@ class Connection:
     # --- record dispatch ----------------------------------------------------------
 
     def _handle_record(self, content_type: int, payload: bytes, events: list[Event]) -> None:
-        if content_type == ContentType.handshake:
+        if content_type == _HANDSHAKE:
             if not payload:
                 raise RemoteProtocolError("empty handshake record", AlertDescription.unexpected_message)
             self._handshake_buf += payload
@@ -178,14 +189,14 @@ class Connection:
             raise RemoteProtocolError(
                 f"{ContentType(content_type).name} record inside a fragmented handshake message",
                 AlertDescription.unexpected_message)
-        if content_type == ContentType.application_data:
+        if content_type == _APPLICATION_DATA:
             if self._state is not State.ESTABLISHED:
                 raise RemoteProtocolError(
                     f"application data before the handshake completed (state '{self._state.value}')",
                     AlertDescription.unexpected_message)
             if payload:
                 events.append(ApplicationData(payload))
-        elif content_type == ContentType.alert:
+        elif content_type == _ALERT:
             self._handle_alert(payload, events)
         else:
             self._handle_change_cipher_spec(payload)

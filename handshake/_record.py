@@ -63,28 +63,41 @@ class RecordCipher:
 
     def seal_into(self, content_type: int, plaintext: bytes | memoryview, out: bytearray) -> None:
         """Append one protected record to ``out``, encrypting in place (no copy of the payload)."""
-        seq = self._next_seq()
+        seq = self.seq
+        if seq >= MAX_SEQUENCE_NUMBER:
+            self._next_seq()  # raises
+        self.seq = seq + 1
         length = len(plaintext)
-        start = len(out)
+        start = len(out) + _PREFIX_LEN
         out += _RECORD_PREFIX.pack(content_type, TLS12, length + _OVERHEAD, seq)
-        # Room for ciphertext and tag; encrypt_into fills it below.
+        # Room for ciphertext and tag; encrypt_into fills it.
         out += _ZEROS[:length + GCM_TAG_LEN]
-        aad = _AAD.pack(seq, content_type, TLS12, length)
-        with memoryview(out) as view:
-            self._aead.encrypt_into(self._salt + _SEQ.pack(seq), plaintext, aad,
-                                    view[start + _PREFIX_LEN:])
-
-    def open(self, content_type: int, fragment: memoryview) -> bytes:
-        if len(fragment) < _OVERHEAD:
-            raise RemoteProtocolError("protected record too short", AlertDescription.bad_record_mac)
-        seq = self._next_seq()
-        nonce = self._salt + bytes(fragment[:GCM_EXPLICIT_NONCE_LEN])
-        aad = _AAD.pack(seq, content_type, TLS12, len(fragment) - _OVERHEAD)
+        view = memoryview(out)
         try:
-            plaintext = self._aead.decrypt(nonce, fragment[GCM_EXPLICIT_NONCE_LEN:], aad)
+            self._aead.encrypt_into(self._salt + _SEQ.pack(seq), plaintext,
+                                    _AAD.pack(seq, content_type, TLS12, length), view[start:])
+        finally:
+            view.release()
+
+    def open(self, content_type: int, buf: bytes | bytearray, start: int, end: int) -> bytes:
+        """Authenticate and decrypt the record fragment ``buf[start:end]``."""
+        if end - start < _OVERHEAD:
+            raise RemoteProtocolError("protected record too short", AlertDescription.bad_record_mac)
+        seq = self.seq
+        if seq >= MAX_SEQUENCE_NUMBER:
+            self._next_seq()  # raises
+        self.seq = seq + 1
+        explicit_end = start + GCM_EXPLICIT_NONCE_LEN
+        view = memoryview(buf)
+        try:
+            plaintext = self._aead.decrypt(
+                self._salt + buf[start:explicit_end], view[explicit_end:end],
+                _AAD.pack(seq, content_type, TLS12, end - start - _OVERHEAD))
         except InvalidTag:
             raise RemoteProtocolError("record failed to authenticate",
                                       AlertDescription.bad_record_mac) from None
+        finally:
+            view.release()
         if len(plaintext) > MAX_PLAINTEXT:
             raise RemoteProtocolError("decrypted record over 2^14 bytes",
                                       AlertDescription.record_overflow)
@@ -137,22 +150,17 @@ class RecordLayer:
                 self._check_header(buf[pos], TLS12, 0)
             return None
         content_type, version, length = _HEADER.unpack_from(buf, pos)
-        self._check_header(content_type, version, length)
+        cipher = self.read_cipher
+        if (content_type not in _KNOWN_TYPES or version != TLS12
+                or length > (MAX_PLAINTEXT if cipher is None else MAX_CIPHERTEXT)):
+            self._check_header(content_type, version, length)
         start = pos + RECORD_HEADER_LEN
         end = start + length
         if len(buf) < end:
             return None
-        with memoryview(buf) as view:
-            fragment = view[start:end]
-            try:
-                if self.read_cipher is not None:
-                    payload = self.read_cipher.open(content_type, fragment)
-                else:
-                    payload = bytes(fragment)
-            finally:
-                fragment.release()
+        payload = cipher.open(content_type, buf, start, end) if cipher is not None else buf[start:end]
         self._inpos = end
-        return content_type, payload
+        return content_type, bytes(payload)
 
     def _check_header(self, content_type: int, version: int, length: int) -> None:
         if content_type not in _KNOWN_TYPES:
