@@ -42,7 +42,7 @@ class HandshakeStep(Event):
     sender: ClassVar[str]  # "client" or "server"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientHello(HandshakeStep):
     """Client Hello: the protocols and cipher suites the client supports."""
 
@@ -64,7 +64,7 @@ class ClientHello(HandshakeStep):
     extensions: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServerHello(HandshakeStep):
     """Server Hello: the server's choices and its certificate (ServerHello, Certificate, ServerHelloDone)."""
 
@@ -86,7 +86,7 @@ class ServerHello(HandshakeStep):
     certificate_verified: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientFinished(HandshakeStep):
     """Client agrees: the encrypted pre-master secret and the client's MAC over the transcript."""
 
@@ -98,7 +98,7 @@ class ClientFinished(HandshakeStep):
     verify_data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServerFinished(HandshakeStep):
     """Server agrees: the server's MAC over the transcript (ChangeCipherSpec, Finished)."""
 
@@ -109,7 +109,7 @@ class ServerFinished(HandshakeStep):
     verify_data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HandshakeComplete(Event):
     """Encrypted communication begins: the negotiated facts of the session."""
 
@@ -125,14 +125,14 @@ class HandshakeComplete(Event):
     certificate_subject: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ApplicationData(Event):
     """Decrypted application bytes (one record's worth)."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AlertReceived(Event):
     """The peer sent an alert. A fatal one (or close_notify) is followed by ConnectionClosed."""
 
@@ -140,7 +140,7 @@ class AlertReceived(Event):
     description: AlertDescription | int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConnectionClosed(Event):
     """The connection is over for reading.
 
