@@ -25,7 +25,6 @@ from ._crypto import (
 )
 from ._errors import CertificateError, LocalProtocolError, RemoteProtocolError
 from ._events import ClientFinished, ClientHello, Event, ServerFinished, ServerHello
-from ._keyschedule import compute_master_secret, derive_traffic_keys
 from ._messages import (
     ClientHelloMessage,
     check_empty,
@@ -62,7 +61,6 @@ class ClientConnection(Connection):
         super().__init__(config.keylog)
         self.config = config
         self._offered_extensions: set[int] = set()
-        self._ems = False
         self._alpn: str | None = None
         self._chain: list[Certificate] = []
         self._leaf_summary: tuple[str, str, int, bytes] = ("", "", 0, b"")
@@ -186,12 +184,7 @@ class ClientConnection(Connection):
         self._send_handshake(HandshakeType.client_key_exchange,
                              encode_client_key_exchange(encrypted), flight)
         self._flush_handshake(flight)
-        session_hash = self._transcript_hash() if self._ems else None
-        self._master_secret = compute_master_secret(self._suite, pre_master_secret,
-                                                    self._client_random, self._server_random,
-                                                    session_hash)
-        self._install_keys(derive_traffic_keys(self._suite, self._master_secret,
-                                               self._client_random, self._server_random))
+        self._agree_keys(pre_master_secret)
         self._send_change_cipher_spec()
         verify_data = self._send_finished()
         events.append(ClientFinished(encrypted_pre_master_secret_len=len(encrypted),

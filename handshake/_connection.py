@@ -30,7 +30,7 @@ from ._events import (
     Event,
     HandshakeComplete,
 )
-from ._keyschedule import TrafficKeys, compute_verify_data, keylog_line
+from ._keyschedule import compute_master_secret, compute_verify_data, derive_traffic_keys, keylog_line
 from ._record import RecordCipher, RecordLayer
 from ._state import CHANGE_CIPHER_SPEC, Role, State, next_state
 
@@ -89,6 +89,7 @@ class Connection:
         self._client_random = b""
         self._server_random = b""
         self._master_secret = b""
+        self._ems = False  # extended master secret negotiated
         self._pending_read: RecordCipher | None = None
         self._pending_write: RecordCipher | None = None
         self._session: HandshakeComplete | None = None
@@ -335,8 +336,19 @@ class Connection:
             raise RemoteProtocolError(f"{peer.value} Finished does not match the transcript",
                                       AlertDescription.decrypt_error)
 
-    def _install_keys(self, keys: TrafficKeys) -> None:
-        """Prepare both directions' ciphers; each takes effect at its ChangeCipherSpec."""
+    def _agree_keys(self, pre_master_secret: bytes) -> None:
+        """Master secret, then both directions' ciphers; each takes effect at its ChangeCipherSpec.
+
+        With the extended master secret (RFC 7627 §4) the master secret is
+        bound to the transcript up to and including the ClientKeyExchange.
+        """
+        assert self._suite is not None
+        session_hash = self._transcript_hash() if self._ems else None
+        self._master_secret = compute_master_secret(self._suite, pre_master_secret,
+                                                    self._client_random, self._server_random,
+                                                    session_hash)
+        keys = derive_traffic_keys(self._suite, self._master_secret, self._client_random,
+                                   self._server_random)
         client = RecordCipher(keys.client_write_key, keys.client_write_salt)
         server = RecordCipher(keys.server_write_key, keys.server_write_salt)
         if self.role is Role.CLIENT:

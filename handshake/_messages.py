@@ -273,12 +273,6 @@ class ServerHelloMessage:
     compression_method: int
     extensions: list[tuple[int, bytes]] = field(default_factory=list)
 
-    def extension(self, ext_type: ExtensionType) -> bytes | None:
-        for t, data in self.extensions:
-            if t == ext_type:
-                return data
-        return None
-
 
 def decode_server_hello(body: bytes) -> ServerHelloMessage:
     what = "ServerHello"

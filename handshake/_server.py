@@ -18,7 +18,6 @@ from ._constants import (
 from ._crypto import decrypt_pre_master_secret
 from ._errors import RemoteProtocolError
 from ._events import ClientFinished, ClientHello, Event, ServerFinished, ServerHello
-from ._keyschedule import compute_master_secret, derive_traffic_keys
 from ._messages import (
     ClientHelloMessage,
     ServerHelloMessage,
@@ -60,7 +59,6 @@ class ServerConnection(Connection):
         super().__init__(config.keylog)
         self.config = config
         self._client_version = b""
-        self._ems = False
         self._server_name: str | None = None
         self._alpn: str | None = None
         self._encrypted_pms_len = 0
@@ -181,12 +179,7 @@ class ServerConnection(Connection):
         # shows when the client's Finished fails to authenticate.
         pre_master_secret = decrypt_pre_master_secret(self.config.private_key, encrypted,
                                                       self._client_version)
-        session_hash = self._transcript_hash() if self._ems else None
-        self._master_secret = compute_master_secret(self._suite, pre_master_secret,
-                                                    self._client_random, self._server_random,
-                                                    session_hash)
-        self._install_keys(derive_traffic_keys(self._suite, self._master_secret,
-                                               self._client_random, self._server_random))
+        self._agree_keys(pre_master_secret)
 
     def _on_client_finished(self, verify_data: bytes, events: list[Event]) -> None:
         events.append(ClientFinished(encrypted_pre_master_secret_len=self._encrypted_pms_len,
