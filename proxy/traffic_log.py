@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import base64
 import codecs
+import contextlib
 import datetime
 import hashlib
 import json
 import queue
+import sys
 import threading
 from collections.abc import Iterable
 from typing import Any, TextIO
@@ -130,6 +132,7 @@ class TrafficLog:
         self._file: TextIO | None = (
             open(path, "a", encoding="utf-8") if path else None)  # noqa: SIM115
         self._thread: threading.Thread | None = None
+        self.failures = 0
         if self._file is not None:
             self._thread = threading.Thread(target=self._run, name="traffic-log", daemon=True)
             self._thread.start()
@@ -153,12 +156,20 @@ class TrafficLog:
                 except queue.Empty:
                     break
             stop = False
-            for item in batch:
-                if item is None:
-                    stop = True
-                    continue
-                self._file.write(dumps(item, ensure_ascii=False) + "\n")
-            self._file.flush()
+            try:
+                for item in batch:
+                    if item is None:
+                        stop = True
+                        continue
+                    self._file.write(dumps(item, ensure_ascii=False) + "\n")
+                self._file.flush()
+            except (OSError, TypeError, ValueError) as exc:
+                # A full disk must not stop the thread (the queue would then grow
+                # without bound): say so once, drop this batch, keep draining.
+                self.failures += 1
+                if self.failures == 1:
+                    print(f"handshake-proxy: traffic log {self.path}: {exc}; records are "
+                          "being dropped", file=sys.stderr, flush=True)
             if stop:
                 return
 
@@ -168,5 +179,6 @@ class TrafficLog:
             self._thread.join()
             self._thread = None
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # reported by the thread already
+                self._file.close()
             self._file = None

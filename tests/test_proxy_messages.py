@@ -100,3 +100,30 @@ def test_header_pairs_redact() -> None:
     pairs = header_pairs([(b"Proxy-Authorization", b"Basic x"), (b"Cookie", b"a=1")],
                          frozenset({b"proxy-authorization", b"cookie"}))
     assert pairs == [["Proxy-Authorization", "[redacted]"], ["Cookie", "[redacted]"]]
+
+
+def test_traffic_log_survives_a_full_disk(capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from proxy.traffic_log import TrafficLog
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    log = TrafficLog("/dev/full")
+    for i in range(3):
+        log.write({"type": "exchange", "seq": i})
+    log.close()  # returns: the thread kept draining and stopped on request
+    assert log.failures >= 1
+    assert "records are being dropped" in capsys.readouterr().err
+
+
+def test_traffic_log_writes_json_lines_in_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from proxy.traffic_log import TrafficLog
+    path = tmp_path / "t.jsonl"
+    log = TrafficLog(str(path))
+    for i in range(1000):
+        log.write({"type": "exchange", "seq": i, "text": "é"})
+    log.close()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == list(range(1000))
