@@ -174,7 +174,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             return _fail(f"cannot open the traffic log: {exc}")
         try:
             server = ProxyServer(config, log)
-        except (ValueError, OSError, TypeError) as exc:
+        except OSError as exc:  # the key log, or a certificate file that vanished
+            log.close()
+            return _fail(f"cannot open {exc.filename or ''}: {exc.strerror or exc}")
+        except (ValueError, TypeError) as exc:
             log.close()
             return _fail(f"bad certificate or key: {exc}")
         try:

@@ -69,6 +69,10 @@ def test_configuration_errors_exit_nonzero_with_one_line(certs, tmp_path: Path) 
         line = _serve_fails("--listen", f"127.0.0.1:{port}", "--cert", chain, "--key", key)
         assert f"cannot listen on 127.0.0.1:{port}" in line and "in use" in line
     assert "--cert" in _serve_fails("--listen", "127.0.0.1:0")
+    assert "cannot open" in _serve_fails("--listen", "127.0.0.1:0", "--cert", chain, "--key", key,
+                                         "--keylog", str(tmp_path / "no" / "dir" / "keys.txt"))
+    assert "traffic log" in _serve_fails("--listen", "127.0.0.1:0", "--cert", chain, "--key", key,
+                                         "--traffic-log", str(tmp_path / "no" / "log.jsonl"))
     assert "not a number" in _serve_fails("--listen", "127.0.0.1:http", "--cert", chain,
                                           "--key", key)
 
