@@ -78,6 +78,7 @@ class ProxyServer:
         self._tasks: dict[asyncio.Task[Any], ClientSession | None] = {}
         self._next_id = 0
         self._allowed = config.allowed_clients
+        self._allowed_cache: dict[str, bool] = {}
         self.closing = False
 
     async def start(self) -> tuple[str, int]:
@@ -90,6 +91,18 @@ class ProxyServer:
         return self.address
 
     def _client_allowed(self, ip: str) -> bool:
+        # Parsing the address and testing it against every network costs more than
+        # the rest of accepting a connection; clients repeat, so remember answers.
+        known = self._allowed_cache.get(ip)
+        if known is not None:
+            return known
+        if len(self._allowed_cache) > 10_000:
+            self._allowed_cache.clear()
+        allowed = self._check_client(ip)
+        self._allowed_cache[ip] = allowed
+        return allowed
+
+    def _check_client(self, ip: str) -> bool:
         try:
             addr = ipaddress.ip_address(ip.split("%", 1)[0])
         except ValueError:

@@ -156,13 +156,14 @@ class TrafficLog:
                 except queue.Empty:
                     break
             stop = False
+            if batch[-1] is None:
+                stop = True
+                batch.pop()
             try:
-                for item in batch:
-                    if item is None:
-                        stop = True
-                        continue
-                    self._file.write(dumps(item, ensure_ascii=False) + "\n")
-                self._file.flush()
+                if batch:
+                    self._file.write("".join([dumps(item, ensure_ascii=False) + "\n"
+                                              for item in batch]))
+                    self._file.flush()
             except (OSError, TypeError, ValueError) as exc:
                 # A full disk must not stop the thread (the queue would then grow
                 # without bound): say so once, drop this batch, keep draining.
