@@ -269,7 +269,7 @@ def main() -> int:
             results["keepalive_1kib"] = ka
             print(f"keep-alive 1 KiB: {ka}", flush=True)
 
-            nc = wrk(proxy_port, origin, "/bytes/1024", 20, args.duration, close=True, pid=pid)
+            nc = wrk(proxy_port, origin, "/bytes/1024", 50, args.duration, close=True, pid=pid)
             nc["ratio_to_rsa"] = round(nc["requests_per_s"] /
                                        float(results["rsa2048_decrypt_per_s"]), 3)  # type: ignore[arg-type]
             results["new_connection_per_request"] = nc
