@@ -299,6 +299,12 @@ class _Exchange:
         upstream = h11.Request(method=req.method, target=target.path, headers=headers)
         has_body = any(n in (b"content-length", b"transfer-encoding") and v != b"0"
                        for n, v in req.headers)
+        if not has_body:
+            # A bodiless request still has its EndOfMessage to read (h11 state); read
+            # it once, before any attempt, so a retry does not wait for it again.
+            ev = await self.s._client_event(cfg.idle_timeout)
+            if not isinstance(ev, h11.EndOfMessage):
+                raise HttpError(400, "malformed request: unexpected body")
         # A request without a body can be retried once if a pooled connection
         # turns out to have been closed by the origin meanwhile.
         for attempt in (0, 1):
@@ -309,7 +315,7 @@ class _Exchange:
                     (time.perf_counter() - t0) * 1000, 3)
             try:
                 self._origin_write(oc, oc.h11.send(upstream))
-                if expect_100:
+                if expect_100 and attempt == 0:
                     # We answer Expect: 100-continue ourselves (and did not forward it),
                     # so the client sends its body without waiting a second for it.
                     self.s.stream.write(h.send(h11.InformationalResponse(
@@ -317,12 +323,12 @@ class _Exchange:
                 if has_body:
                     await self._upload(oc)
                 else:
-                    # A bodiless request still has its EndOfMessage to read (h11 state).
-                    ev = await self.s._client_event(cfg.idle_timeout)
-                    if not isinstance(ev, h11.EndOfMessage):
-                        raise HttpError(400, "malformed request: unexpected body")
                     self._origin_write(oc, oc.h11.send(h11.EndOfMessage()))
-                    await oc.writer.drain()
+                    try:
+                        await oc.writer.drain()
+                    except OSError as exc:
+                        raise _OriginGone(f"origin reset the connection "
+                                          f"({exc.strerror or exc})") from None
                 t_sent = time.perf_counter()
                 resp = await self._response_head(oc)
                 break

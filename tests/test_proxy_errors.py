@@ -213,3 +213,25 @@ def test_upload_to_a_closed_port_still_gets_its_502(certs, tmp_path: Path) -> No
             r = curl(rp, "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", f"@{body}",
                      f"http://127.0.0.1:{port}/upload")
             assert r.stdout == b"502", (r.stdout, r.stderr)
+
+
+def test_stale_pooled_origin_connection_is_retried_once(certs, tmp_path: Path) -> None:
+    """An origin that closes a kept-alive connection when the next request arrives (its
+    keep-alive timeout racing the request): a bodiless request is retried on a new one."""
+    def once_per_connection(conn: socket.socket) -> None:
+        read_request_head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+        read_request_head(conn)  # the next request on this connection...
+        conn.close()             # ...is dropped without an answer
+
+    origin = FakeOrigin(once_per_connection)
+    try:
+        with running_proxy(certs, tmp_path) as rp:
+            for _ in range(3):
+                r = curl(rp, f"http://127.0.0.1:{origin.port}/again")
+                assert r.returncode == 0 and r.stdout == b"first", r
+            assert rp.pool.opened == 3  # each retry needed a fresh connection
+            records = rp.stop()
+    finally:
+        origin.close()
+    assert [r["response"]["status"] for r in records if r["type"] == "exchange"] == [200] * 3
