@@ -81,15 +81,23 @@ class ClientSession:
     # --- reading from the client -------------------------------------------
 
     async def _client_event(self, timeout: float) -> Any:
+        """The next event of a request already under way (its body, its end)."""
         h = self.h
+        eof = False
         while True:
-            ev = h.next_event()
+            try:
+                ev = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                if eof:
+                    raise _ClientGone("client closed the connection mid-request") from None
+                raise HttpError(400, f"malformed request body: {exc}") from None
             if ev is not h11.NEED_DATA:
                 return ev
             try:
                 data = await within(self.stream.read(), timeout)
             except OSError as exc:
                 raise _ClientGone(str(exc)) from None
+            eof = not data
             h.receive_data(data)
 
     async def _request_head(self) -> Any:

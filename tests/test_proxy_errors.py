@@ -235,3 +235,22 @@ def test_stale_pooled_origin_connection_is_retried_once(certs, tmp_path: Path) -
     finally:
         origin.close()
     assert [r["response"]["status"] for r in records if r["type"] == "exchange"] == [200] * 3
+
+
+def test_client_dying_mid_upload_or_sending_a_bad_body(certs, tmp_path: Path,
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
+    ctx = client_context(certs.ca_pem)
+    with running_proxy(certs, tmp_path) as rp:
+        with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(f"POST {rp.origin}/cut HTTP/1.1\r\nHost: x\r\n"
+                        "Content-Length: 100000\r\n\r\n".encode() + b"x" * 1000)
+        answer = _raw_request(rp, f"POST {rp.origin}/badchunk HTTP/1.1\r\nHost: x\r\n"
+                                  "Transfer-Encoding: chunked\r\n\r\nZZZ\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"malformed request body" in answer
+        assert curl(rp, f"{rp.origin}/after").returncode == 0
+        records = rp.stop()
+    cut = _record(records, "/cut")
+    assert "client" in cut["error"] and cut["request"]["body"]["size"] == 1000
+    assert _record(records, "/badchunk")["response"]["status"] == 400
+    assert "Traceback" not in capfd.readouterr().err
