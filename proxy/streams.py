@@ -9,6 +9,7 @@ nothing beyond what the TLS layer hands over.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 import weakref
@@ -225,7 +226,10 @@ class TLSStream:
         if out:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            self.conn.send_application_data(data)
+            try:
+                self.conn.send_application_data(data)
+            except ProtocolError as exc:  # the connection failed or was closed meanwhile
+                raise TLSError(str(exc)) from exc
             self.writer.write(self.conn.data_to_send())
 
     async def drain(self) -> None:
@@ -235,10 +239,8 @@ class TLSStream:
     def close(self, clean: bool = True) -> None:
         """clean: close_notify first; otherwise EOF without it, which the peer must
         treat as a truncation (what an origin dying mid-body should look like)."""
-        try:
+        with contextlib.suppress(TLSError):
             self.flush()  # an error answer written just before closing
-        except ProtocolError:
-            pass
         if clean:
             try:
                 self.conn.close()
