@@ -103,7 +103,7 @@ class Connection:
         """Feed bytes from the peer (``b""`` = EOF); return the events they complete.
 
         Raises ``ProtocolError`` (with the fatal alert already queued) when the
-        peer broke the protocol.
+        peer broke the protocol; its ``events`` holds what completed before that.
         """
         self._check_not_failed()
         events: list[Event] = []
@@ -133,6 +133,7 @@ class Connection:
                     continue
                 self._handle_record(content_type, payload, events)
         except ProtocolError as exc:
+            exc.events = events
             self._fail(exc)
             raise
         return events
@@ -145,14 +146,17 @@ class Connection:
         return out
 
     def send_application_data(self, data: bytes) -> None:
-        """Queue application data, split into protected records of at most 16 KiB."""
+        """Queue application data, split into protected records of at most 16 KiB (none for b"")."""
         if self._error is not None or self._sent_close or self._state is not State.ESTABLISHED:
             self._check_not_failed()
             raise LocalProtocolError(
                 "cannot send application data after close()" if self._sent_close
                 else f"cannot send application data in state '{self._state.value}'",
                 AlertDescription.internal_error)
-        self._records.seal(_APPLICATION_DATA, data, self._out)
+        if data:
+            # An empty record would carry nothing, and some peers read stray
+            # bytes on an idle connection as a reason to drop it.
+            self._records.seal(_APPLICATION_DATA, data, self._out)
 
     def close(self) -> None:
         """Queue close_notify (once); nothing may be sent after it."""

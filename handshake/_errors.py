@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._constants import AlertDescription
+
+if TYPE_CHECKING:
+    from ._events import Event
 
 __all__ = ["CertificateError", "LocalProtocolError", "ProtocolError", "RemoteProtocolError"]
 
@@ -17,6 +22,10 @@ class ProtocolError(Exception):
     def __init__(self, message: str, alert: AlertDescription = AlertDescription.internal_error):
         super().__init__(message)
         self.alert = alert
+        # Events completed by the same receive_data call before the failure
+        # (say, the ClientHello of a handshake that then failed), so a caller
+        # can still log what the peer offered.
+        self.events: list[Event] = []
 
     def __str__(self) -> str:
         return f"{self.args[0]} (alert: {self.alert.name})"

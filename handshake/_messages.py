@@ -15,7 +15,6 @@ from ._constants import (
     RANDOM_LEN,
     VERIFY_DATA_LEN,
     AlertDescription,
-    ExtensionType,
     HandshakeType,
 )
 from ._errors import RemoteProtocolError
@@ -234,12 +233,6 @@ class ClientHelloMessage:
     cipher_suites: tuple[int, ...]
     compression_methods: bytes
     extensions: list[tuple[int, bytes]] = field(default_factory=list)
-
-    def extension(self, ext_type: ExtensionType) -> bytes | None:
-        for t, data in self.extensions:
-            if t == ext_type:
-                return data
-        return None
 
 
 def decode_client_hello(body: bytes) -> ClientHelloMessage:

@@ -19,7 +19,6 @@ from ._crypto import decrypt_pre_master_secret
 from ._errors import RemoteProtocolError
 from ._events import ClientFinished, ClientHello, Event, ServerFinished, ServerHello
 from ._messages import (
-    ClientHelloMessage,
     ServerHelloMessage,
     check_empty,
     check_signature_algorithms,
@@ -44,6 +43,7 @@ _EXTENDED_MASTER_SECRET = int(ExtensionType.extended_master_secret)
 _RENEGOTIATION_INFO = int(ExtensionType.renegotiation_info)
 _ALPN = int(ExtensionType.application_layer_protocol_negotiation)
 _SIGNATURE_ALGORITHMS = int(ExtensionType.signature_algorithms)
+_SUPPORTED_VERSIONS = int(ExtensionType.supported_versions)
 
 
 class ServerConnection(Connection):
@@ -74,12 +74,8 @@ class ServerConnection(Connection):
 
     def _on_client_hello(self, body: bytes, events: list[Event]) -> None:
         hello = decode_client_hello(body)
-        offered_versions = self._negotiate_version(hello)
-        suite = self._choose_suite(hello.cipher_suites)
-        # RFC 5246 §7.4.1.2: the list must contain null compression.
-        if 0 not in hello.compression_methods:
-            raise RemoteProtocolError("ClientHello does not offer null compression",
-                                      AlertDescription.decode_error)
+        offered_versions: tuple[int, ...] = (hello.legacy_version,)
+        listed_versions = False
         secure_renegotiation = TLS_EMPTY_RENEGOTIATION_INFO_SCSV in hello.cipher_suites
         client_alpn: tuple[str, ...] = ()
         for ext_type, data in hello.extensions:
@@ -98,6 +94,34 @@ class ServerConnection(Connection):
                 client_alpn = decode_alpn(data)
             elif ext_type == _SIGNATURE_ALGORITHMS:
                 check_signature_algorithms(data)
+            elif ext_type == _SUPPORTED_VERSIONS:
+                # RFC 8446 §4.2.1: a TLS 1.3-capable client lists what it speaks here.
+                offered_versions = decode_supported_versions(data)
+                listed_versions = True
+        self._client_random = hello.random
+        self._client_version = hello.legacy_version.to_bytes(2, "big")
+        # Reported before the server judges it, so a refused client's offer is
+        # still visible (in the event list that the raised error carries).
+        events.append(ClientHello(
+            client_random=hello.random, legacy_version=hello.legacy_version,
+            offered_versions=offered_versions, offered_cipher_suites=hello.cipher_suites,
+            server_name=self._server_name, alpn_protocols=client_alpn,
+            extended_master_secret=self._ems, secure_renegotiation=secure_renegotiation,
+            extensions=tuple(t for t, _ in hello.extensions)))
+
+        # With supported_versions, TLS 1.2 must be listed; without it, the
+        # legacy version is the client's highest, and any from 1.2 up will do
+        # (RFC 5246 Appendix E.1).
+        if (TLS12 not in offered_versions if listed_versions
+                else hello.legacy_version < TLS12):
+            listed = ", ".join(f"0x{v:04x}" for v in offered_versions)
+            raise RemoteProtocolError(f"client offers {listed}; only TLS 1.2 is supported",
+                                      AlertDescription.protocol_version)
+        suite = self._choose_suite(hello.cipher_suites)
+        # RFC 5246 §7.4.1.2: the list must contain null compression.
+        if 0 not in hello.compression_methods:
+            raise RemoteProtocolError("ClientHello does not offer null compression",
+                                      AlertDescription.decode_error)
         if self.config.require_extended_master_secret and not self._ems:
             raise RemoteProtocolError("client does not support the extended master secret, "
                                       "which this server requires", AlertDescription.handshake_failure)
@@ -111,30 +135,7 @@ class ServerConnection(Connection):
             self._alpn = chosen[0]
         self._suite = suite
         self._transcript.start_hashing(self._suite.hash_name)
-        self._client_random = hello.random
-        self._client_version = hello.legacy_version.to_bytes(2, "big")
-        events.append(ClientHello(
-            client_random=hello.random, legacy_version=hello.legacy_version,
-            offered_versions=offered_versions, offered_cipher_suites=hello.cipher_suites,
-            server_name=self._server_name, alpn_protocols=client_alpn,
-            extended_master_secret=self._ems, secure_renegotiation=secure_renegotiation,
-            extensions=tuple(t for t, _ in hello.extensions)))
         self._send_server_flight(suite, secure_renegotiation, events)
-
-    def _negotiate_version(self, hello: ClientHelloMessage) -> tuple[int, ...]:
-        supported = hello.extension(ExtensionType.supported_versions)
-        if supported is not None:
-            # RFC 8446 §4.2.1: a TLS 1.3-capable client lists what it speaks here.
-            offered = decode_supported_versions(supported)
-            if TLS12 not in offered:
-                raise RemoteProtocolError(
-                    f"client offers {', '.join(f'0x{v:04x}' for v in offered)}; only TLS 1.2 is "
-                    "supported", AlertDescription.protocol_version)
-            return offered
-        if hello.legacy_version < TLS12:
-            raise RemoteProtocolError(f"client's highest version is 0x{hello.legacy_version:04x}; "
-                                      "TLS 1.2 is required", AlertDescription.protocol_version)
-        return (hello.legacy_version,)
 
     def _choose_suite(self, offered: tuple[int, ...]) -> CipherSuite:
         for suite in self.config.cipher_suites:

@@ -165,10 +165,15 @@ class TLSStream:
     def _feed(self, data: bytes) -> None:
         try:
             events = self.conn.receive_data(data)
-        except ProtocolError:
+        except ProtocolError as exc:
             self._flush()  # the fatal alert the library queued
+            # Keep what the client offered before the failure for the log record.
+            self._take_events(exc.events)
             raise
         self._flush()
+        self._take_events(events)
+
+    def _take_events(self, events: list[Event]) -> None:
         for ev in events:
             if type(ev) is ApplicationData:
                 self._pending.append(ev.data)

@@ -191,6 +191,11 @@ def test_bad_tls_gets_an_alert_and_a_connection_record(certs, tmp_path: Path) ->
     failed = [r for r in records if r["type"] == "connection" and r["error"]]
     assert len(failed) == 1 and failed[0]["tls"] is None
     assert "handshake failed" in failed[0]["error"] and "handshake_failure" in failed[0]["error"]
+    # The record still shows what the client offered before the handshake failed.
+    (hello,) = failed[0]["handshake"]
+    assert hello["step"] == "Client Hello" and hello["sender"] == "client"
+    assert "0xc02f" in json.dumps(hello["detail"]) or \
+        "ECDHE_RSA_WITH_AES_128_GCM_SHA256" in json.dumps(hello["detail"])
 
 
 def test_client_not_allowed_is_refused(certs, tmp_path: Path) -> None:
