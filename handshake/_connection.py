@@ -30,13 +30,20 @@ from ._events import (
     Event,
     HandshakeComplete,
 )
-from ._keyschedule import compute_master_secret, compute_verify_data, derive_traffic_keys, keylog_line
+from ._keyschedule import (
+    MasterSecret,
+    compute_master_secret,
+    compute_verify_data,
+    derive_traffic_keys,
+    keylog_line,
+)
 from ._record import RecordCipher, RecordLayer
 from ._state import CHANGE_CIPHER_SPEC, Role, State, next_state
 
 __all__ = ["Connection"]
 
-_KNOWN_HANDSHAKE_TYPES = frozenset(int(t) for t in HandshakeType)
+# Code -> member, looked up per message (cheaper than calling the IntEnum).
+_HANDSHAKE_TYPES = {int(t): t for t in HandshakeType}
 # Plain ints for per-record comparisons (IntEnum attribute lookups cost more).
 _APPLICATION_DATA = int(ContentType.application_data)
 _HANDSHAKE = int(ContentType.handshake)
@@ -88,7 +95,7 @@ class Connection:
         self._suite: CipherSuite | None = None
         self._client_random = b""
         self._server_random = b""
-        self._master_secret = b""
+        self._master_secret: MasterSecret | None = None
         self._ems = False  # extended master secret negotiated
         self._pending_read: RecordCipher | None = None
         self._pending_write: RecordCipher | None = None
@@ -185,8 +192,13 @@ class Connection:
         if content_type == _HANDSHAKE:
             if not payload:
                 raise RemoteProtocolError("empty handshake record", AlertDescription.unexpected_message)
-            self._handshake_buf += payload
-            self._drain_handshake_messages(events)
+            if self._handshake_buf:
+                self._handshake_buf += payload
+                self._handshake_buf = self._take_handshake_messages(bytes(self._handshake_buf),
+                                                                    events)
+            else:
+                # The usual case, whole messages in one record: no buffering.
+                self._handshake_buf = self._take_handshake_messages(payload, events)
             return
         # RFC 5246 §6.2.1: a fragmented handshake message must not be
         # interleaved with records of another type.
@@ -206,24 +218,25 @@ class Connection:
         else:
             self._handle_change_cipher_spec(payload)
 
-    def _drain_handshake_messages(self, events: list[Event]) -> None:
-        buf = self._handshake_buf
-        while len(buf) >= 4:
-            msg_type = buf[0]
-            length = int.from_bytes(buf[1:4], "big")
+    def _take_handshake_messages(self, data: bytes, events: list[Event]) -> bytearray:
+        """Handle every whole handshake message in ``data``; return the incomplete rest."""
+        pos, end = 0, len(data)
+        while end - pos >= 4 and not self._read_closed:
+            msg_type = data[pos]
+            length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
             if length > MAX_HANDSHAKE_MESSAGE:
                 raise RemoteProtocolError(f"handshake message of {length} bytes is too large",
                                           AlertDescription.illegal_parameter)
-            if len(buf) < 4 + length:
-                return
-            raw = bytes(buf[:4 + length])
-            del buf[:4 + length]
-            if msg_type not in _KNOWN_HANDSHAKE_TYPES:
+            msg_end = pos + 4 + length
+            if msg_end > end:
+                break
+            known_type = _HANDSHAKE_TYPES.get(msg_type)
+            if known_type is None:
                 raise RemoteProtocolError(f"unknown handshake message type {msg_type}",
                                           AlertDescription.unexpected_message)
-            self._handle_handshake_message(HandshakeType(msg_type), raw, events)
-            if self._read_closed:
-                return
+            self._handle_handshake_message(known_type, data[pos:msg_end], events)
+            pos = msg_end
+        return bytearray(data[pos:]) if pos < end and not self._read_closed else bytearray()
 
     def _handle_handshake_message(self, msg_type: HandshakeType, raw: bytes,
                                   events: list[Event]) -> None:
@@ -329,7 +342,8 @@ class Connection:
 
     def _verify_data(self, sender: Role) -> bytes:
         assert self._suite is not None
-        return compute_verify_data(self._suite, self._master_secret, _FINISHED_LABEL[sender],
+        assert self._master_secret is not None
+        return compute_verify_data(self._master_secret, _FINISHED_LABEL[sender],
                                    self._transcript_hash())
 
     def _check_peer_finished(self, body: bytes) -> None:
@@ -351,8 +365,7 @@ class Connection:
         self._master_secret = compute_master_secret(self._suite, pre_master_secret,
                                                     self._client_random, self._server_random,
                                                     session_hash)
-        keys = derive_traffic_keys(self._suite, self._master_secret, self._client_random,
-                                   self._server_random)
+        keys = derive_traffic_keys(self._master_secret, self._client_random, self._server_random)
         client = RecordCipher(keys.client_write_key, keys.client_write_salt)
         server = RecordCipher(keys.server_write_key, keys.server_write_salt)
         if self.role is Role.CLIENT:

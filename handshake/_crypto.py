@@ -49,6 +49,7 @@ __all__ = [
     "load_der_certificate",
     "load_pem_chain",
     "load_pem_rsa_private_key",
+    "PrfKey",
     "p_hash",
     "verify_server_chain",
 ]
@@ -115,36 +116,49 @@ _OPAD = bytes(b ^ 0x5C for b in range(256))
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
 
 
-def p_hash(hash_name: str, secret: bytes, seed: bytes, length: int) -> bytes:
-    """P_hash(secret, seed): HMAC chained until ``length`` bytes are produced.
+class PrfKey:
+    """An HMAC key (RFC 2104) prepared once, then expanded with P_hash (RFC 5246 §5) at will.
 
-    HMAC (RFC 2104) is spelled out over hashlib so the keyed inner and outer
-    states are computed once per call and copied per block: OpenSSL 3's
-    one-shot HMAC pays a setup cost on every call, which shows in the
-    handshake rate.
+    HMAC is spelled out over hashlib so the keyed inner and outer states are
+    computed once per secret and copied per block: OpenSSL 3's one-shot HMAC
+    pays a setup cost on every call, and the master secret is used three
+    times per handshake (key block, two Finished messages).
     """
-    new = _HASHES[hash_name]
-    block_size = new().block_size
-    if len(secret) > block_size:
-        secret = new(secret).digest()
-    key = secret.ljust(block_size, b"\0")
-    inner, outer = new(key.translate(_IPAD)), new(key.translate(_OPAD))
 
-    out = b""
-    a = seed
-    while len(out) < length:
-        # A(i) = HMAC(secret, A(i-1)); output block = HMAC(secret, A(i) + seed)
-        h = inner.copy()
-        h.update(a)
-        o = outer.copy()
-        o.update(h.digest())
-        a = o.digest()
-        h = inner.copy()
-        h.update(a + seed)
-        o = outer.copy()
-        o.update(h.digest())
-        out += o.digest()
-    return out[:length]
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, hash_name: str, secret: bytes) -> None:
+        new = _HASHES[hash_name]
+        block_size = new().block_size
+        if len(secret) > block_size:
+            secret = new(secret).digest()
+        key = secret.ljust(block_size, b"\0")
+        self._inner = new(key.translate(_IPAD))
+        self._outer = new(key.translate(_OPAD))
+
+    def p_hash(self, seed: bytes, length: int) -> bytes:
+        """P_hash(secret, seed), ``length`` bytes."""
+        inner, outer = self._inner, self._outer
+        out = b""
+        a = seed
+        while len(out) < length:
+            # A(i) = HMAC(secret, A(i-1)); output block = HMAC(secret, A(i) + seed)
+            h = inner.copy()
+            h.update(a)
+            o = outer.copy()
+            o.update(h.digest())
+            a = o.digest()
+            h = inner.copy()
+            h.update(a + seed)
+            o = outer.copy()
+            o.update(h.digest())
+            out += o.digest()
+        return out[:length]
+
+
+def p_hash(hash_name: str, secret: bytes, seed: bytes, length: int) -> bytes:
+    """P_hash(secret, seed) for a secret used once."""
+    return PrfKey(hash_name, secret).p_hash(seed, length)
 
 
 # --- RSA key transport (RFC 5246 §7.4.7.1) ---------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._constants import GCM_SALT_LEN, MASTER_SECRET_LEN, VERIFY_DATA_LEN, CipherSuite
-from ._crypto import p_hash
+from ._crypto import PrfKey, p_hash
 
 __all__ = [
     "TrafficKeys",
@@ -22,14 +22,30 @@ def prf(suite: CipherSuite, secret: bytes, label: bytes, seed: bytes, length: in
     return p_hash(suite.hash_name, secret, label + seed, length)
 
 
+class MasterSecret:
+    """The 48-byte master secret with its PRF key prepared once for the uses that follow."""
+
+    __slots__ = ("secret", "suite", "_prf")
+
+    def __init__(self, suite: CipherSuite, secret: bytes) -> None:
+        self.suite = suite
+        self.secret = secret
+        self._prf = PrfKey(suite.hash_name, secret)
+
+    def prf(self, label: bytes, seed: bytes, length: int) -> bytes:
+        return self._prf.p_hash(label + seed, length)
+
+
 def compute_master_secret(suite: CipherSuite, pre_master_secret: bytes, client_random: bytes,
-                          server_random: bytes, session_hash: bytes | None) -> bytes:
+                          server_random: bytes, session_hash: bytes | None) -> MasterSecret:
     """RFC 7627 §4 when ``session_hash`` is given (extended master secret), else RFC 5246 §8.1."""
     if session_hash is not None:
-        return prf(suite, pre_master_secret, b"extended master secret", session_hash,
-                   MASTER_SECRET_LEN)
-    return prf(suite, pre_master_secret, b"master secret", client_random + server_random,
-               MASTER_SECRET_LEN)
+        secret = prf(suite, pre_master_secret, b"extended master secret", session_hash,
+                     MASTER_SECRET_LEN)
+    else:
+        secret = prf(suite, pre_master_secret, b"master secret", client_random + server_random,
+                     MASTER_SECRET_LEN)
+    return MasterSecret(suite, secret)
 
 
 @dataclass(frozen=True)
@@ -40,12 +56,12 @@ class TrafficKeys:
     server_write_salt: bytes
 
 
-def derive_traffic_keys(suite: CipherSuite, master_secret: bytes, client_random: bytes,
+def derive_traffic_keys(master: MasterSecret, client_random: bytes,
                         server_random: bytes) -> TrafficKeys:
     """RFC 5246 §6.3 key block; AEAD suites have no MAC keys, and a 4-byte implicit IV (salt)."""
-    k = suite.key_len
-    block = prf(suite, master_secret, b"key expansion", server_random + client_random,
-                2 * k + 2 * GCM_SALT_LEN)
+    k = master.suite.key_len
+    block = master.prf(b"key expansion", server_random + client_random,
+                       2 * k + 2 * GCM_SALT_LEN)
     return TrafficKeys(
         client_write_key=block[:k],
         server_write_key=block[k:2 * k],
@@ -54,12 +70,11 @@ def derive_traffic_keys(suite: CipherSuite, master_secret: bytes, client_random:
     )
 
 
-def compute_verify_data(suite: CipherSuite, master_secret: bytes, label: bytes,
-                        transcript_hash: bytes) -> bytes:
+def compute_verify_data(master: MasterSecret, label: bytes, transcript_hash: bytes) -> bytes:
     """RFC 5246 §7.4.9: PRF(master_secret, finished_label, Hash(handshake_messages))[0..11]."""
-    return prf(suite, master_secret, label, transcript_hash, VERIFY_DATA_LEN)
+    return master.prf(label, transcript_hash, VERIFY_DATA_LEN)
 
 
-def keylog_line(client_random: bytes, master_secret: bytes) -> str:
+def keylog_line(client_random: bytes, master: MasterSecret) -> str:
     """The NSS key log format line that Wireshark reads for TLS 1.2."""
-    return f"CLIENT_RANDOM {client_random.hex()} {master_secret.hex()}"
+    return f"CLIENT_RANDOM {client_random.hex()} {master.secret.hex()}"

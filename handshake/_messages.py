@@ -309,10 +309,10 @@ def encode_client_key_exchange(encrypted_pre_master_secret: bytes) -> bytes:
 
 
 def decode_client_key_exchange(body: bytes) -> bytes:
-    r = Reader(body, "ClientKeyExchange")
-    encrypted = r.vector(2)
-    r.expect_end()
-    return encrypted
+    """EncryptedPreMasterSecret: opaque<0..2^16-1> filling the whole message."""
+    if len(body) < 2 or len(body) != 2 + ((body[0] << 8) | body[1]):
+        raise _decode_error("ClientKeyExchange")
+    return body[2:]
 
 
 def decode_finished(body: bytes) -> bytes:
