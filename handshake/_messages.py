@@ -148,14 +148,21 @@ def encode_extensions(extensions: Iterable[tuple[int, bytes]]) -> bytes:
 
 def decode_server_name(data: bytes) -> str | None:
     """RFC 6066 §3: the host_name entry, as text."""
-    reader = Reader(data, "server_name extension")
-    names = Reader(reader.vector(2, 1), "server_name extension")
-    reader.expect_end()
+    what = "server_name extension"
+    # Offsets rather than Readers: this runs on nearly every ClientHello.
+    end = len(data)
+    if end < 2 or (data[0] << 8 | data[1]) != end - 2 or end == 2:
+        raise _decode_error(what)
+    pos = 2
     host: str | None = None
     seen: set[int] = set()
-    while names.remaining:
-        name_type = names.uint8()
-        name = names.vector(2, 1)
+    while pos < end:
+        if pos + 3 > end:
+            raise _decode_error(what)
+        name_type = data[pos]
+        name_end = pos + 3 + (data[pos + 1] << 8 | data[pos + 2])
+        if name_end > end or name_end == pos + 3:
+            raise _decode_error(what)
         # "The ServerNameList MUST NOT contain more than one name of the same name_type."
         if name_type in seen:
             raise RemoteProtocolError("server_name lists two names of the same type",
@@ -163,13 +170,14 @@ def decode_server_name(data: bytes) -> str | None:
         seen.add(name_type)
         if name_type == 0:
             try:
-                host = name.decode("ascii")
+                host = data[pos + 3:name_end].decode("ascii")
             except UnicodeDecodeError:
                 raise RemoteProtocolError("server_name is not ASCII",
                                           AlertDescription.illegal_parameter) from None
             if "\0" in host:
                 raise RemoteProtocolError("server_name contains a NUL byte",
                                           AlertDescription.illegal_parameter)
+        pos = name_end
     return host
 
 
@@ -179,13 +187,18 @@ def encode_server_name(host: str) -> bytes:
 
 
 def decode_alpn(data: bytes) -> tuple[str, ...]:
-    """RFC 7301 §3.1: ProtocolNameList protocol_name_list<2..2^16-1>."""
-    reader = Reader(data, "ALPN extension")
-    names = Reader(reader.vector(2, 2), "ALPN extension")
-    reader.expect_end()
+    """RFC 7301 §3.1: ProtocolNameList protocol_name_list<2..2^16-1>, names <1..2^8-1>."""
+    end = len(data)
+    if end < 4 or (data[0] << 8 | data[1]) != end - 2:
+        raise _decode_error("ALPN extension")
+    pos = 2
     protocols = []
-    while names.remaining:
-        protocols.append(names.vector(1, 1).decode("latin-1"))
+    while pos < end:
+        name_end = pos + 1 + data[pos]
+        if name_end > end or name_end == pos + 1:
+            raise _decode_error("ALPN extension")
+        protocols.append(data[pos + 1:name_end].decode("latin-1"))
+        pos = name_end
     return tuple(protocols)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 from ._config import ServerConfig
@@ -44,6 +45,25 @@ _RENEGOTIATION_INFO = int(ExtensionType.renegotiation_info)
 _ALPN = int(ExtensionType.application_layer_protocol_negotiation)
 _SIGNATURE_ALGORITHMS = int(ExtensionType.signature_algorithms)
 _SUPPORTED_VERSIONS = int(ExtensionType.supported_versions)
+
+
+@functools.lru_cache(maxsize=64)
+def _server_hello_around_random(suite: CipherSuite, secure_renegotiation: bool, ems: bool,
+                                alpn: str | None) -> tuple[bytes, bytes]:
+    """The encoded ServerHello before and after its random, which is all that varies
+    between handshakes with the same choices; built once per combination."""
+    extensions: list[tuple[int, bytes]] = []
+    if secure_renegotiation:
+        extensions.append((ExtensionType.renegotiation_info, b"\x00"))
+    if ems:
+        extensions.append((ExtensionType.extended_master_secret, b""))
+    if alpn is not None:
+        extensions.append((ExtensionType.application_layer_protocol_negotiation,
+                           encode_alpn([alpn])))
+    encoded = encode_server_hello(
+        ServerHelloMessage(TLS12, bytes(RANDOM_LEN), b"", suite, 0, extensions))
+    random_at = 4 + 2  # handshake header, server_version
+    return encoded[:random_at], encoded[random_at + RANDOM_LEN:]
 
 
 class ServerConnection(Connection):
@@ -148,17 +168,11 @@ class ServerConnection(Connection):
     def _send_server_flight(self, suite: CipherSuite, secure_renegotiation: bool,
                             events: list[Event]) -> None:
         self._server_random = os.urandom(RANDOM_LEN)
-        extensions: list[tuple[int, bytes]] = []
-        if secure_renegotiation:
-            extensions.append((ExtensionType.renegotiation_info, b"\x00"))
-        if self._ems:
-            extensions.append((ExtensionType.extended_master_secret, b""))
-        if self._alpn is not None:
-            extensions.append((ExtensionType.application_layer_protocol_negotiation,
-                               encode_alpn([self._alpn])))
-        hello = ServerHelloMessage(TLS12, self._server_random, b"", suite, 0, extensions)
+        before, after = _server_hello_around_random(suite, secure_renegotiation, self._ems,
+                                                    self._alpn)
         flight = bytearray()
-        self._send_handshake(HandshakeType.server_hello, encode_server_hello(hello), flight)
+        self._send_handshake(HandshakeType.server_hello, before + self._server_random + after,
+                             flight)
         self._send_handshake(HandshakeType.certificate, self.config._certificate_message,
                              flight)
         self._send_handshake(HandshakeType.server_hello_done, _SERVER_HELLO_DONE, flight)
