@@ -106,7 +106,7 @@ class Connection:
 
     # --- public API ------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Feed bytes from the peer (``b""`` = EOF); return the events they complete.
 
         Raises ``ProtocolError`` (with the fatal alert already queued) when the

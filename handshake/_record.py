@@ -121,7 +121,7 @@ class RecordLayer:
 
     # --- input --------------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._inpos >= len(self._inbuf):
             # Only an immutable object may be kept: a caller reading into one
             # reused buffer (recv_into) would otherwise change it under us.

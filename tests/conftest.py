@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import datetime
 import shutil
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trustme
 
-from handshake import ClientConfig, ServerConfig
+from handshake import (
+    AlertDescription,
+    ClientConfig,
+    ClientConnection,
+    ProtocolError,
+    RemoteProtocolError,
+    ServerConfig,
+    ServerConnection,
+)
 
 
 @dataclass(frozen=True)
@@ -71,16 +80,13 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 
 from handshake import (  # noqa: E402
     ApplicationData,
-    ClientConnection,
     ConnectionClosed,
     Event,
     HandshakeComplete,
-    ProtocolError,
-    ServerConnection,
 )
 
 IO_TIMEOUT = 10.0
@@ -316,3 +322,47 @@ class MemoryPair:
         """All application bytes the given side ("client"/"server") has received so far."""
         events = self.client_events if side == "client" else self.server_events
         return b"".join(e.data for e in events if isinstance(e, ApplicationData))
+
+
+def expect_fatal_alert(conn: ServerConnection | ClientConnection, data: bytes,
+                       *allowed: AlertDescription) -> RemoteProtocolError:
+    """Feed ``data``: ``conn`` must raise RemoteProtocolError with one of ``allowed`` and have
+    queued exactly that fatal alert, in plaintext (before keys are in use)."""
+    import tls_wire
+
+    with pytest.raises(ProtocolError) as info:
+        conn.receive_data(data)
+    error = info.value
+    assert isinstance(error, RemoteProtocolError), f"{type(error).__name__}: {error}"
+    assert error.alert in allowed, f"alert {error.alert.name}, expected one of {allowed}"
+    queued = conn.data_to_send()
+    assert tls_wire.alert_of(queued) == (2, error.alert), (
+        f"queued alert {queued.hex()} does not match the raised {error.alert.name}")
+    return error
+
+
+def decode_error_at_every_length(
+        body: bytes, prepare: Callable[[bytes], tuple[ServerConnection | ClientConnection, bytes]],
+        skip: Collection[int] = ()) -> list[str]:
+    """For every truncation of ``body`` (but the lengths in ``skip``, valid shorter forms),
+    ``prepare`` gives a connection and the bytes to feed it; each must end in
+    RemoteProtocolError(decode_error) with that fatal alert queued. Returns what did not."""
+    import tls_wire
+
+    failures = []
+    for length in range(len(body)):
+        if length in skip:
+            continue
+        conn, data = prepare(body[:length])
+        try:
+            conn.receive_data(data)
+        except RemoteProtocolError as error:
+            queued = conn.data_to_send()
+            if (error.alert is not AlertDescription.decode_error
+                    or tls_wire.alert_of(queued) != (2, AlertDescription.decode_error)):
+                failures.append(f"{length}: {error.alert.name}, queued {queued.hex()}")
+        except Exception as error:  # noqa: BLE001 - any other exception is the failure we look for
+            failures.append(f"{length}: {type(error).__name__}: {error}")
+        else:
+            failures.append(f"{length}: no error, queued {conn.data_to_send().hex()}")
+    return failures

@@ -13,10 +13,12 @@ import os
 
 import pytest
 import tls_wire as wire
+from conftest import decode_error_at_every_length, expect_fatal_alert
 
 from handshake import (
     AlertDescription,
     ApplicationData,
+    ConnectionClosed,
     ProtocolError,
     RemoteProtocolError,
     ServerConfig,
@@ -28,24 +30,9 @@ FATAL = 2
 WARNING = 1
 
 
-def expect_plaintext_alert(server: ServerConnection, data: bytes,
-                           *allowed: AlertDescription) -> RemoteProtocolError:
-    """Feed ``data``; the server must raise RemoteProtocolError and queue one plaintext alert."""
-    with pytest.raises(ProtocolError) as info:
-        server.receive_data(data)
-    error = info.value
-    assert isinstance(error, RemoteProtocolError), f"{type(error).__name__}: {error}"
-    assert error.alert in allowed, f"alert {error.alert.name}, expected one of {allowed}"
-    queued = server.data_to_send()
-    level, description = wire.alert_of(queued)
-    assert (level, description) == (FATAL, error.alert), (
-        f"queued alert {queued.hex()} does not match the raised {error.alert.name}")
-    return error
-
-
 def expect_encrypted_alert(server: ServerConnection, client: wire.ManualClient, data: bytes,
                            *allowed: AlertDescription) -> RemoteProtocolError:
-    """As expect_plaintext_alert, after the handshake: the alert is sealed with the server's keys."""
+    """As expect_fatal_alert, after the handshake: the alert is sealed with the server's keys."""
     with pytest.raises(ProtocolError) as info:
         server.receive_data(data)
     error = info.value
@@ -105,12 +92,12 @@ def test_hand_made_client_without_ems(server_config: ServerConfig) -> None:
     b"\x00" * 64,
 ], ids=["http-request", "byte-ramp", "zeros"])
 def test_garbage_instead_of_a_record(server_config: ServerConfig, garbage: bytes) -> None:
-    expect_plaintext_alert(ServerConnection(server_config), garbage,
+    expect_fatal_alert(ServerConnection(server_config), garbage,
                            AD.unexpected_message, AD.decode_error, AD.protocol_version)
 
 
 def test_unknown_content_type(server_config: ServerConfig) -> None:
-    expect_plaintext_alert(ServerConnection(server_config), wire.record(99, b"\x01\x00"),
+    expect_fatal_alert(ServerConnection(server_config), wire.record(99, b"\x01\x00"),
                            AD.unexpected_message)
 
 
@@ -124,7 +111,7 @@ def test_plaintext_record_over_the_size_limit(server_config: ServerConfig) -> No
     body = wire.client_hello_body(extensions=[wire.extension(0x1234, b"\x00" * 2**14)])
     oversized = wire.record(wire.HANDSHAKE, wire.handshake_message(wire.CLIENT_HELLO, body))
     assert len(oversized) - 5 > 2**14
-    expect_plaintext_alert(ServerConnection(server_config), oversized, AD.record_overflow)
+    expect_fatal_alert(ServerConnection(server_config), oversized, AD.record_overflow)
 
 
 def test_ciphertext_record_over_the_size_limit(server_config: ServerConfig) -> None:
@@ -146,18 +133,18 @@ def test_decrypted_record_over_the_size_limit(server_config: ServerConfig) -> No
 def test_client_hello_with_no_supported_suite(server_config: ServerConfig) -> None:
     # TLS_RSA_WITH_AES_128_CBC_SHA, ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_AES_128_GCM_SHA256
     record = hello_record(cipher_suites=[0x002F, 0xC02F, 0x1301])
-    expect_plaintext_alert(ServerConnection(server_config), record, AD.handshake_failure)
+    expect_fatal_alert(ServerConnection(server_config), record, AD.handshake_failure)
 
 
 def test_client_hello_offering_only_tls13(server_config: ServerConfig) -> None:
     exts = wire.default_extensions() + [wire.ext_supported_versions([wire.TLS13])]
     record = hello_record(extensions=exts)
-    expect_plaintext_alert(ServerConnection(server_config), record, AD.protocol_version)
+    expect_fatal_alert(ServerConnection(server_config), record, AD.protocol_version)
 
 
 def test_client_hello_offering_only_tls11(server_config: ServerConfig) -> None:
     record = hello_record(version=0x0302)
-    expect_plaintext_alert(ServerConnection(server_config), record, AD.protocol_version)
+    expect_fatal_alert(ServerConnection(server_config), record, AD.protocol_version)
 
 
 def test_client_hello_offering_tls13_and_tls12_gets_tls12(server_config: ServerConfig) -> None:
@@ -173,7 +160,7 @@ def test_client_hello_without_null_compression(server_config: ServerConfig,
                                                methods: bytes) -> None:
     # RFC 5246 §7.4.1.2: the list MUST contain null; a server can only refuse.
     record = hello_record(compression_methods=methods)
-    expect_plaintext_alert(ServerConnection(server_config), record,
+    expect_fatal_alert(ServerConnection(server_config), record,
                            AD.illegal_parameter, AD.decode_error, AD.handshake_failure)
 
 
@@ -187,7 +174,7 @@ def test_client_hello_with_a_duplicate_extension(server_config: ServerConfig,
     # RFC 5246 §7.4.1.4: there MUST NOT be more than one extension of the same type.
     exts = [e for e in wire.default_extensions() if e != duplicate]
     record = hello_record(extensions=[duplicate, *exts, duplicate])
-    expect_plaintext_alert(ServerConnection(server_config), record,
+    expect_fatal_alert(ServerConnection(server_config), record,
                            AD.illegal_parameter, AD.decode_error)
 
 
@@ -195,7 +182,7 @@ def test_client_hello_offering_only_another_application_protocol(
         server_config: ServerConfig) -> None:
     exts = [e for e in wire.default_extensions() if not e.startswith(wire.u16(wire.EXT_ALPN))]
     record = hello_record(extensions=exts + [wire.ext_alpn(["h2", "spdy/3"])])
-    expect_plaintext_alert(ServerConnection(server_config), record, AD.no_application_protocol)
+    expect_fatal_alert(ServerConnection(server_config), record, AD.no_application_protocol)
 
 
 def test_legacy_record_version_on_the_first_client_hello_is_accepted(
@@ -220,22 +207,11 @@ def client_hello_body_lengths_that_are_complete(body: bytes) -> set[int]:
 def test_client_hello_truncated_at_every_length(server_config: ServerConfig) -> None:
     body = wire.client_hello_body()
     complete = client_hello_body_lengths_that_are_complete(body)
-    failures = []
-    for length in range(len(body)):
-        if length in complete:
-            continue
-        truncated = wire.handshake_message(wire.CLIENT_HELLO, body[:length])
-        server = ServerConnection(server_config)
-        try:
-            server.receive_data(wire.record(wire.HANDSHAKE, truncated))
-        except RemoteProtocolError as error:
-            queued = server.data_to_send()
-            if error.alert is not AD.decode_error or wire.alert_of(queued) != (FATAL, 50):
-                failures.append(f"{length}: {error.alert.name}, queued {queued.hex()}")
-        except Exception as error:  # noqa: BLE001 - the point is: nothing but our own error
-            failures.append(f"{length}: {type(error).__name__}: {error}")
-        else:
-            failures.append(f"{length}: no error, queued {server.data_to_send().hex()}")
+    def prepare(truncated: bytes) -> tuple[ServerConnection, bytes]:
+        return ServerConnection(server_config), wire.record(
+            wire.HANDSHAKE, wire.handshake_message(wire.CLIENT_HELLO, truncated))
+
+    failures = decode_error_at_every_length(body, prepare, skip=complete)
     assert not failures, (f"ClientHello body of {len(body)} bytes, truncated to ...: "
                           + "; ".join(failures))
 
@@ -255,34 +231,26 @@ def test_client_key_exchange_truncated_at_every_length(server_config: ServerConf
     server, client = started(server_config)
     encrypted = client.encrypt_pre_master_secret(client.good_pre_master_secret())
     body = wire.vec16(encrypted)
-    failures = []
-    for length in range(len(body)):
-        server, client = started(server_config)
-        message = wire.handshake_message(wire.CLIENT_KEY_EXCHANGE, body[:length])
-        try:
-            server.receive_data(wire.record(wire.HANDSHAKE, message))
-        except RemoteProtocolError as error:
-            queued = server.data_to_send()
-            if error.alert is not AD.decode_error or wire.alert_of(queued) != (FATAL, 50):
-                failures.append(f"{length}: {error.alert.name}, queued {queued.hex()}")
-        except Exception as error:  # noqa: BLE001
-            failures.append(f"{length}: {type(error).__name__}: {error}")
-        else:
-            failures.append(f"{length}: no error, queued {server.data_to_send().hex()}")
+    def prepare(truncated: bytes) -> tuple[ServerConnection, bytes]:
+        server, _ = started(server_config)
+        return server, wire.record(wire.HANDSHAKE,
+                                   wire.handshake_message(wire.CLIENT_KEY_EXCHANGE, truncated))
+
+    failures = decode_error_at_every_length(body, prepare)
     assert not failures, "ClientKeyExchange truncated to ...: " + "; ".join(failures)
 
 
 # -- out of order ------------------------------------------------------------------------------
 
 def test_application_data_before_the_handshake(server_config: ServerConfig) -> None:
-    expect_plaintext_alert(ServerConnection(server_config),
+    expect_fatal_alert(ServerConnection(server_config),
                            wire.record(wire.APPLICATION_DATA, b"GET / HTTP/1.1\r\n\r\n"),
                            AD.unexpected_message)
 
 
 def test_application_data_before_finished(server_config: ServerConfig) -> None:
     server, client = started(server_config)
-    expect_plaintext_alert(server, wire.record(wire.APPLICATION_DATA, b"early data"),
+    expect_fatal_alert(server, wire.record(wire.APPLICATION_DATA, b"early data"),
                            AD.unexpected_message)
 
 
@@ -291,13 +259,13 @@ def test_application_data_between_key_exchange_and_finished(server_config: Serve
     server.receive_data(client.key_exchange() + client.change_cipher_spec())
     assert server.data_to_send() == b""
     # Properly sealed under the new keys, but the Finished has not come yet.
-    expect_plaintext_alert(server, client.seal(wire.APPLICATION_DATA, b"early data"),
+    expect_fatal_alert(server, client.seal(wire.APPLICATION_DATA, b"early data"),
                            AD.unexpected_message)
 
 
 def test_change_cipher_spec_before_key_exchange(server_config: ServerConfig) -> None:
     server, client = started(server_config)
-    expect_plaintext_alert(server, client.change_cipher_spec(), AD.unexpected_message)
+    expect_fatal_alert(server, client.change_cipher_spec(), AD.unexpected_message)
 
 
 def test_handshake_message_interleaved_with_another_content_type(
@@ -307,7 +275,7 @@ def test_handshake_message_interleaved_with_another_content_type(
     interleaved = (wire.record(wire.HANDSHAKE, message[:20])
                    + wire.record(wire.ALERT, bytes([WARNING, 0x5A]))  # user_canceled
                    + wire.record(wire.HANDSHAKE, message[20:]))
-    expect_plaintext_alert(ServerConnection(server_config), interleaved, AD.unexpected_message)
+    expect_fatal_alert(ServerConnection(server_config), interleaved, AD.unexpected_message)
 
 
 def test_wrong_finished(server_config: ServerConfig) -> None:
@@ -316,14 +284,14 @@ def test_wrong_finished(server_config: ServerConfig) -> None:
     wrong = bytearray(client.verify_data(b"client finished"))
     wrong[0] ^= 0x01
     # Sealed with the right keys: the record authenticates, the verify_data does not.
-    expect_plaintext_alert(server, client.finished(verify_data=bytes(wrong)), AD.decrypt_error)
+    expect_fatal_alert(server, client.finished(verify_data=bytes(wrong)), AD.decrypt_error)
 
 
 def test_finished_of_the_wrong_length(server_config: ServerConfig) -> None:
     server, client = started(server_config)
     server.receive_data(client.key_exchange() + client.change_cipher_spec())
     right = client.verify_data(b"client finished")
-    expect_plaintext_alert(server, client.finished(verify_data=right[:11]),
+    expect_fatal_alert(server, client.finished(verify_data=right[:11]),
                            AD.decode_error, AD.decrypt_error)
 
 
@@ -344,7 +312,7 @@ def test_flipped_bit_in_the_client_finished(server_config: ServerConfig) -> None
     record = bytearray(client.finished())
     record[5 + 8 + 2] ^= 0x80
     # The server has not sent its ChangeCipherSpec yet: the alert goes out in plaintext.
-    expect_plaintext_alert(server, bytes(record), AD.bad_record_mac)
+    expect_fatal_alert(server, bytes(record), AD.bad_record_mac)
 
 
 def test_replayed_record(server_config: ServerConfig) -> None:
@@ -385,7 +353,7 @@ def test_renegotiation_attempt_after_the_handshake(server_config: ServerConfig) 
 
 def test_the_connection_stays_failed(server_config: ServerConfig) -> None:
     server = ServerConnection(server_config)
-    expect_plaintext_alert(server, wire.record(99, b"\x01\x00"), AD.unexpected_message)
+    expect_fatal_alert(server, wire.record(99, b"\x01\x00"), AD.unexpected_message)
     with pytest.raises(ProtocolError):
         server.receive_data(hello_record())
     with pytest.raises(ProtocolError):
@@ -463,7 +431,7 @@ MALFORMED_HELLOS: dict[str, tuple[bytes, tuple[AlertDescription, ...]]] = {
 def test_malformed_client_hello(server_config: ServerConfig, name: str) -> None:
     body, allowed = MALFORMED_HELLOS[name]
     record = wire.record(wire.HANDSHAKE, wire.handshake_message(wire.CLIENT_HELLO, body))
-    expect_plaintext_alert(ServerConnection(server_config), record, *allowed)
+    expect_fatal_alert(ServerConnection(server_config), record, *allowed)
 
 
 def test_oversized_handshake_message_is_refused_before_it_arrives(
@@ -471,7 +439,7 @@ def test_oversized_handshake_message_is_refused_before_it_arrives(
     # DESIGN §5: memory per connection is bounded whatever the peer sends; a 16 MiB
     # ClientHello announces itself in its first four bytes.
     header_only = wire.record(wire.HANDSHAKE, b"\x01\xff\xff\xff" + b"\x03\x03")
-    expect_plaintext_alert(ServerConnection(server_config), header_only,
+    expect_fatal_alert(ServerConnection(server_config), header_only,
                            AD.illegal_parameter, AD.decode_error, AD.handshake_failure,
                            AD.record_overflow, AD.unexpected_message)
 
@@ -485,18 +453,18 @@ def test_oversized_handshake_message_is_refused_before_it_arrives(
 def test_wrong_first_handshake_message(server_config: ServerConfig, msg_type: int,
                                        body: bytes) -> None:
     record = wire.handshake_records(wire.handshake_message(msg_type, body))
-    expect_plaintext_alert(ServerConnection(server_config), record, AD.unexpected_message)
+    expect_fatal_alert(ServerConnection(server_config), record, AD.unexpected_message)
 
 
 def test_second_client_hello(server_config: ServerConfig) -> None:
     server, _ = started(server_config)
-    expect_plaintext_alert(server, hello_record(), AD.unexpected_message)
+    expect_fatal_alert(server, hello_record(), AD.unexpected_message)
 
 
 @pytest.mark.parametrize("payload", [b"\x02", b"\x01\x01", b""], ids=["2", "two-bytes", "empty"])
 def test_malformed_change_cipher_spec(server_config: ServerConfig, payload: bytes) -> None:
     server, client = started(server_config)
-    expect_plaintext_alert(server, client.key_exchange() + wire.record(wire.CHANGE_CIPHER_SPEC,
+    expect_fatal_alert(server, client.key_exchange() + wire.record(wire.CHANGE_CIPHER_SPEC,
                                                                        payload),
                            AD.decode_error, AD.illegal_parameter, AD.unexpected_message)
 
@@ -505,7 +473,7 @@ def test_client_key_exchange_with_a_trailing_byte(server_config: ServerConfig) -
     server, client = started(server_config)
     encrypted = client.encrypt_pre_master_secret(client.good_pre_master_secret())
     message = wire.handshake_message(wire.CLIENT_KEY_EXCHANGE, wire.vec16(encrypted) + b"\x00")
-    expect_plaintext_alert(server, wire.handshake_records(message), AD.decode_error)
+    expect_fatal_alert(server, wire.handshake_records(message), AD.decode_error)
 
 
 @pytest.mark.parametrize("payload,allowed", [
@@ -515,7 +483,7 @@ def test_client_key_exchange_with_a_trailing_byte(server_config: ServerConfig) -
 ], ids=["three-bytes", "one-byte", "level-3"])
 def test_malformed_alert(server_config: ServerConfig, payload: bytes,
                          allowed: tuple[AlertDescription, ...]) -> None:
-    expect_plaintext_alert(ServerConnection(server_config), wire.record(wire.ALERT, payload),
+    expect_fatal_alert(ServerConnection(server_config), wire.record(wire.ALERT, payload),
                            *allowed)
 
 
@@ -533,7 +501,7 @@ def test_peer_fatal_alert_ends_the_connection(server_config: ServerConfig) -> No
     server, client = started(server_config)
     events = server.receive_data(wire.record(wire.ALERT, bytes([FATAL, AD.bad_certificate])))
     assert [type(e).__name__ for e in events] == ["AlertReceived", "ConnectionClosed"]
-    assert not events[-1].clean
+    assert isinstance(events[-1], ConnectionClosed) and not events[-1].clean
     assert server.data_to_send() == b""  # no alert answers an alert
     with pytest.raises(ProtocolError):
         server.receive_data(client.key_exchange())

@@ -13,7 +13,7 @@ import os
 
 import pytest
 import tls_wire as wire
-from conftest import CertFiles
+from conftest import CertFiles, decode_error_at_every_length, expect_fatal_alert
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -43,18 +43,6 @@ def started_client(config: ClientConfig) -> ClientConnection:
     client.start_handshake()
     client.data_to_send()
     return client
-
-
-def expect_client_alert(client: ClientConnection, data: bytes,
-                        *allowed: AlertDescription) -> RemoteProtocolError:
-    with pytest.raises(ProtocolError) as info:
-        client.receive_data(data)
-    error = info.value
-    assert isinstance(error, RemoteProtocolError), f"{type(error).__name__}: {error}"
-    assert error.alert in allowed, f"alert {error.alert.name}, expected one of {allowed}"
-    queued = client.data_to_send()
-    assert wire.alert_of(queued) == (2, error.alert), queued.hex()
-    return error
 
 
 def flight(chain: list[bytes], **hello: object) -> bytes:
@@ -97,14 +85,14 @@ SERVER_HELLO_CASES: dict[str, tuple[dict[str, object], tuple[AlertDescription, .
 @pytest.mark.parametrize("name", SERVER_HELLO_CASES)
 def test_bad_server_hello(client_config: ClientConfig, chain_der: list[bytes], name: str) -> None:
     hello, allowed = SERVER_HELLO_CASES[name]
-    expect_client_alert(started_client(client_config), flight(chain_der, **hello), *allowed)
+    expect_fatal_alert(started_client(client_config), flight(chain_der, **hello), *allowed)
 
 
 def test_server_chooses_a_suite_offered_but_not_by_this_client(
         certs: CertFiles, chain_der: list[bytes]) -> None:
     config = ClientConfig.from_ca_file(certs.ca_pem, "localhost",
                                        cipher_suites=[CipherSuite.TLS_RSA_WITH_AES_128_GCM_SHA256])
-    expect_client_alert(started_client(config),
+    expect_fatal_alert(started_client(config),
                         flight(chain_der, cipher_suite=wire.AES256_GCM_SHA384),
                         AD.illegal_parameter)
 
@@ -112,7 +100,7 @@ def test_server_chooses_a_suite_offered_but_not_by_this_client(
 def test_server_sends_ems_the_client_did_not_offer(certs: CertFiles,
                                                    chain_der: list[bytes]) -> None:
     config = ClientConfig.from_ca_file(certs.ca_pem, "localhost", extended_master_secret=False)
-    expect_client_alert(started_client(config), flight(chain_der), AD.unsupported_extension)
+    expect_fatal_alert(started_client(config), flight(chain_der), AD.unsupported_extension)
 
 
 def test_flight_out_of_order(client_config: ClientConfig, chain_der: list[bytes]) -> None:
@@ -132,7 +120,7 @@ def test_flight_out_of_order(client_config: ClientConfig, chain_der: list[bytes]
                                       (wire.SERVER_HELLO, wire.server_hello_body())),
     }
     for name, data in cases.items():
-        error = expect_client_alert(started_client(client_config), data,
+        error = expect_fatal_alert(started_client(client_config), data,
                                     AD.unexpected_message, AD.handshake_failure)
         assert error.alert is AD.unexpected_message or name == "certificate-request", name
 
@@ -140,18 +128,18 @@ def test_flight_out_of_order(client_config: ClientConfig, chain_der: list[bytes]
 def test_certificate_problems(client_config: ClientConfig, chain_der: list[bytes]) -> None:
     hello = (wire.SERVER_HELLO, wire.server_hello_body())
     done = (wire.SERVER_HELLO_DONE, b"")
-    expect_client_alert(started_client(client_config),
+    expect_fatal_alert(started_client(client_config),
                         messages(hello, (wire.CERTIFICATE, wire.vec24(b"")), done),
                         AD.handshake_failure, AD.bad_certificate, AD.decode_error)
-    expect_client_alert(started_client(client_config),
+    expect_fatal_alert(started_client(client_config),
                         messages(hello, (wire.CERTIFICATE,
                                          wire.certificate_body([b"\x30\x03\x02\x01\x00"])), done),
                         AD.bad_certificate, AD.decode_error)
-    expect_client_alert(started_client(client_config),
+    expect_fatal_alert(started_client(client_config),
                         messages(hello, (wire.CERTIFICATE,
                                          wire.certificate_body(chain_der) + b"\x00"), done),
                         AD.decode_error)
-    expect_client_alert(started_client(client_config),
+    expect_fatal_alert(started_client(client_config),
                         messages(hello, (wire.CERTIFICATE, wire.certificate_body(chain_der)),
                                  (wire.SERVER_HELLO_DONE, b"\x00")),
                         AD.decode_error)
@@ -163,42 +151,23 @@ def test_server_hello_truncated_at_every_length(client_config: ClientConfig,
     without_extensions = 2 + 32 + 1 + 2 + 1  # RFC 5246 §7.4.1.3: extensions may be absent
     rest = (wire.handshake_message(wire.CERTIFICATE, wire.certificate_body(chain_der))
             + wire.handshake_message(wire.SERVER_HELLO_DONE, b""))
-    failures = []
-    for length in range(len(body)):
-        if length == without_extensions:
-            continue
-        client = started_client(client_config)
-        data = wire.handshake_records(wire.handshake_message(wire.SERVER_HELLO, body[:length])
-                                      + rest)
-        try:
-            client.receive_data(data)
-        except RemoteProtocolError as error:
-            if error.alert is not AD.decode_error:
-                failures.append(f"{length}: {error.alert.name}")
-        except Exception as error:  # noqa: BLE001
-            failures.append(f"{length}: {type(error).__name__}: {error}")
-        else:
-            failures.append(f"{length}: no error")
+    def prepare(truncated: bytes) -> tuple[ClientConnection, bytes]:
+        return started_client(client_config), wire.handshake_records(
+            wire.handshake_message(wire.SERVER_HELLO, truncated) + rest)
+
+    failures = decode_error_at_every_length(body, prepare, skip={without_extensions})
     assert not failures, failures
 
 
 def test_certificate_truncated_at_every_length(client_config: ClientConfig,
                                                chain_der: list[bytes]) -> None:
     body = wire.certificate_body(chain_der)
-    failures = []
-    for length in range(len(body)):
-        client = started_client(client_config)
-        data = messages((wire.SERVER_HELLO, wire.server_hello_body()),
-                        (wire.CERTIFICATE, body[:length]), (wire.SERVER_HELLO_DONE, b""))
-        try:
-            client.receive_data(data)
-        except RemoteProtocolError as error:
-            if error.alert is not AD.decode_error:
-                failures.append(f"{length}: {error.alert.name}")
-        except Exception as error:  # noqa: BLE001
-            failures.append(f"{length}: {type(error).__name__}: {error}")
-        else:
-            failures.append(f"{length}: no error")
+    def prepare(truncated: bytes) -> tuple[ClientConnection, bytes]:
+        return started_client(client_config), messages(
+            (wire.SERVER_HELLO, wire.server_hello_body()), (wire.CERTIFICATE, truncated),
+            (wire.SERVER_HELLO_DONE, b""))
+
+    failures = decode_error_at_every_length(body, prepare)
     assert not failures, failures
 
 

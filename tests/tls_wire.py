@@ -104,7 +104,7 @@ class Record:
         return record(self.content_type, self.fragment, self.version)
 
 
-def parse_records(data: bytes) -> list[Record]:
+def parse_records(data: bytes | bytearray) -> list[Record]:
     """Split bytes into records; the bytes must hold whole records only."""
     records = []
     offset = 0
@@ -135,7 +135,7 @@ def parse_handshake_messages(data: bytes) -> list[tuple[int, bytes]]:
     return messages
 
 
-def alert_of(data: bytes) -> tuple[int, int]:
+def alert_of(data: bytes | bytearray) -> tuple[int, int]:
     """(level, description) of the single plaintext alert record ``data`` must be exactly."""
     records = parse_records(data)
     if len(records) != 1 or records[0].content_type != ALERT or len(records[0].fragment) != 2:
@@ -315,7 +315,7 @@ class ManualClient:
         self.transcript += message
         return handshake_records(message)
 
-    def read_server_hello_flight(self, data: bytes) -> None:
+    def read_server_hello_flight(self, data: bytes | bytearray) -> None:
         """Parse ServerHello, Certificate, ServerHelloDone (plaintext) and remember them."""
         records = parse_records(data)
         assert all(r.content_type == HANDSHAKE for r in records), records
@@ -428,7 +428,7 @@ class ManualClient:
         assert self.write is not None
         return self.write.seal(content_type, plaintext)
 
-    def open_all(self, data: bytes) -> list[tuple[int, bytes]]:
+    def open_all(self, data: bytes | bytearray) -> list[tuple[int, bytes]]:
         """Decrypt every record the server sent after its Finished: (content_type, plaintext)."""
         assert self.read is not None
         return [(r.content_type, self.read.open(r)) for r in parse_records(data)]
