@@ -147,8 +147,8 @@ class Connection:
 
     def data_to_send(self) -> bytearray:
         """Take the bytes queued for the peer (may be empty); the caller owns the buffer."""
-        # Hand over the buffer itself rather than a copy: records are
-        # encrypted straight into it, and at 16 KiB per record every copy shows.
+        # Hand over the buffer itself rather than a copy: sealed records are
+        # appended to it, and at 16 KiB per record every copy shows.
         out, self._out = self._out, bytearray()
         return out
 
