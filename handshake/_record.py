@@ -38,7 +38,6 @@ _VERSION_BYTES = TLS12.to_bytes(2, "big")
 _OVERHEAD = GCM_EXPLICIT_NONCE_LEN + GCM_TAG_LEN
 # Header and explicit nonce, written in one go before the ciphertext.
 _RECORD_PREFIX = struct.Struct("!BHHQ")
-_PREFIX_LEN = _RECORD_PREFIX.size
 
 
 class RecordCipher:
@@ -51,7 +50,7 @@ class RecordCipher:
         self._salt = salt
         self.seq = 0
 
-    def _next_seq(self) -> int:
+    def _take_sequence_number(self) -> int:
         seq = self.seq
         # RFC 5246 §6.1: sequence numbers must never wrap; renegotiation is
         # the only way on, and we refuse it, so the connection must end.
@@ -62,10 +61,7 @@ class RecordCipher:
 
     def seal_into(self, content_type: int, plaintext: bytes | memoryview, out: bytearray) -> None:
         """Append one protected record to ``out``."""
-        seq = self.seq
-        if seq >= MAX_SEQUENCE_NUMBER:
-            self._next_seq()  # raises
-        self.seq = seq + 1
+        seq = self._take_sequence_number()
         length = len(plaintext)
         out += _RECORD_PREFIX.pack(content_type, TLS12, length + _OVERHEAD, seq)
         # Measured: encrypting to a new object and appending it beats encrypt_into
@@ -77,10 +73,7 @@ class RecordCipher:
         """Authenticate and decrypt the record fragment ``buf[start:end]``."""
         if end - start < _OVERHEAD:
             raise RemoteProtocolError("protected record too short", AlertDescription.bad_record_mac)
-        seq = self.seq
-        if seq >= MAX_SEQUENCE_NUMBER:
-            self._next_seq()  # raises
-        self.seq = seq + 1
+        seq = self._take_sequence_number()
         explicit_end = start + GCM_EXPLICIT_NONCE_LEN
         view = memoryview(buf)
         try:
