@@ -145,11 +145,12 @@ class Connection:
             raise
         return events
 
-    def data_to_send(self) -> bytearray:
-        """Take the bytes queued for the peer (may be empty); the caller owns the buffer."""
-        # Hand over the buffer itself rather than a copy: sealed records are
-        # appended to it, and at 16 KiB per record every copy shows.
-        out, self._out = self._out, bytearray()
+    def data_to_send(self) -> bytes:
+        """Take the bytes queued for the peer (may be empty)."""
+        if not self._out:
+            return b""
+        out = bytes(self._out)
+        self._out = bytearray()
         return out
 
     def send_application_data(self, data: bytes) -> None:

@@ -20,6 +20,7 @@ import tls_wire as wire
 
 from handshake import (
     AlertDescription,
+    Event,
     ProtocolError,
     RemoteProtocolError,
     ServerConfig,
@@ -115,7 +116,7 @@ def run(server_config: ServerConfig, variant: Callable[[wire.ManualClient, bytes
                                  + client.change_cipher_spec())
     sent = server.data_to_send()
     finished = client.finished()
-    events_after: list[object] = []
+    events_after: list[Event] = []
     try:
         events_after = server.receive_data(finished)
     except ProtocolError as error:

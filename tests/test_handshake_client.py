@@ -30,6 +30,7 @@ from conftest import (
 
 from handshake import (
     AlertDescription,
+    AlertLevel,
     AlertReceived,
     ApplicationData,
     CertificateError,
@@ -171,7 +172,7 @@ def refused(client_config: ClientConfig, server_config: ServerConfig) -> Certifi
     except RemoteProtocolError as server_error:
         assert server_error.alert is error.alert
     else:
-        assert AlertReceived(level=2, description=error.alert) in [
+        assert AlertReceived(level=AlertLevel.fatal, description=error.alert) in [
             e for e in events if isinstance(e, AlertReceived)], events
     assert not pair.client.handshake_complete
     return error

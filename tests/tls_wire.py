@@ -115,7 +115,7 @@ def parse_records(data: bytes | bytearray) -> list[Record]:
         fragment = data[offset + 5:offset + 5 + length]
         if len(fragment) != length:
             raise ValueError(f"record of {length} bytes has only {len(fragment)}")
-        records.append(Record(content_type, version, fragment))
+        records.append(Record(content_type, version, bytes(fragment)))
         offset += 5 + length
     return records
 
