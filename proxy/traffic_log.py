@@ -84,6 +84,9 @@ def header_pairs(raw: Iterable[tuple[bytes, bytes]], redact: frozenset[bytes]) -
     return out
 
 
+_EMPTY_SHA256 = hashlib.sha256().hexdigest()
+
+
 class BodyTap:
     """Counts, hashes and keeps the first bytes of a body as it streams past.
 
@@ -106,6 +109,9 @@ class BodyTap:
             self._preview += data[:room]
 
     def to_record(self) -> Record:
+        if not self.size:  # most requests: no body; skip hashing and text checks
+            return {"size": 0, "sha256": _EMPTY_SHA256, "preview": "",
+                    "preview_encoding": "text", "truncated": False, "file": None}
         preview = bytes(self._preview)
         truncated = self.size > len(preview)
         text = _as_text(preview, truncated)
@@ -161,7 +167,8 @@ class TrafficLog:
 
     def _run(self) -> None:
         assert self._file is not None
-        dumps = json.dumps
+        # One encoder for the run: json.dumps with options builds a new one per call.
+        dumps = json.JSONEncoder(ensure_ascii=False).encode
         while True:
             record = self._queue.get()
             batch = [record]
@@ -177,7 +184,7 @@ class TrafficLog:
                 batch.pop()
             try:
                 if batch:
-                    self._file.write("".join([dumps(item, ensure_ascii=False) + "\n"
+                    self._file.write("".join([dumps(item) + "\n"
                                               for item in batch]))
                     self._file.flush()
             except (OSError, TypeError, ValueError) as exc:
