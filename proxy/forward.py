@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ DISCARD_LIMIT = 1024 * 1024  # request body bytes read and dropped before an err
 PROXY_AUTHENTICATE = (b"Proxy-Authenticate", b'Basic realm="handshake-proxy"')
 # Parsed absolute-form targets (frozen, so shared): clients repeat the same URLs.
 _TARGETS: dict[bytes, Target] = {}
+_BAD_HOST_BYTE = re.compile(rb"[\x00-\x20\x7f]")
 
 
 @dataclass
@@ -305,6 +307,9 @@ class _Exchange:
         target = _TARGETS.get(req.target)
         if target is None:
             target = parse_absolute_target(req.target)  # raises HttpError if malformed
+            if _BAD_HOST_BYTE.search(target.authority):
+                # It becomes the Host header, which h11 no longer re-validates below.
+                raise HttpError(400, "malformed request target: control character in the host")
             if len(_TARGETS) >= 1024:
                 _TARGETS.clear()
             _TARGETS[req.target] = target
@@ -312,7 +317,11 @@ class _Exchange:
         expect_100 = h.they_are_waiting_for_100_continue
         headers = request_headers_upstream(req.headers.raw_items(), target, self.s.ctx.client_ip,
                                            cfg.x_forwarded_for, expect_100)
-        upstream = h11.Request(method=req.method, target=target.path, headers=headers)
+        # Header names and values came out of h11's parser or are ours (Via, the
+        # client's IP, Host checked above): _parsed skips re-validating them, about
+        # 15-20 us per request; h11 still checks method, target, Host and framing.
+        upstream = h11.Request(method=req.method, target=target.path, headers=headers,
+                               _parsed=True)
         has_body = any(n in (b"content-length", b"transfer-encoding") and v != b"0"
                        for n, v in req.headers)
         if not has_body:
