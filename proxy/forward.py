@@ -309,6 +309,7 @@ class _Exchange:
             target = parse_absolute_target(req.target)  # raises HttpError if malformed
             if _BAD_HOST_BYTE.search(target.authority):
                 # It becomes the Host header, which h11 no longer re-validates below.
+                # (h11's parser already limits targets to \x21-\x7e: belt and braces.)
                 raise HttpError(400, "malformed request target: control character in the host")
             if len(_TARGETS) >= 1024:
                 _TARGETS.clear()
