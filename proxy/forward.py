@@ -318,11 +318,10 @@ class _Exchange:
         expect_100 = h.they_are_waiting_for_100_continue
         headers = request_headers_upstream(req.headers.raw_items(), target, self.s.ctx.client_ip,
                                            cfg.x_forwarded_for, expect_100)
-        # Header names and values came out of h11's parser or are ours (Via, the
-        # client's IP, Host checked above): _parsed skips re-validating them, about
-        # 15-20 us per request; h11 still checks method, target, Host and framing.
-        upstream = h11.Request(method=req.method, target=target.path, headers=headers,
-                               _parsed=True)
+        # h11 validates these headers again although they came out of its parser or
+        # are ours; its private _parsed flag would skip that (~15 us), but a private
+        # parameter could change under us in any h11 release.
+        upstream = h11.Request(method=req.method, target=target.path, headers=headers)
         has_body = any(n in (b"content-length", b"transfer-encoding") and v != b"0"
                        for n, v in req.headers)
         if not has_body:
@@ -480,11 +479,8 @@ class _Exchange:
         tap = self.resp_tap
         stream = s.stream
         try:
-            # Every header name, value and the reason came out of h11's parser (already
-            # validated), plus our constant Via: _parsed skips validating them again,
-            # about 10-15 us per response; h11 still normalizes and checks framing.
             stream.write(h.send(h11.Response(status_code=resp.status_code, headers=headers,
-                                             reason=resp.reason, _parsed=True)) or b"")
+                                             reason=resp.reason)) or b"")
             send = h.send_with_data_passthrough
             while True:
                 ev = await self._origin_event(oc, head=False)
