@@ -23,8 +23,27 @@ def _env(dest: str) -> str | None:
     return os.environ.get(ENV_PREFIX + dest.upper())
 
 
+def _number(kind: str, minimum: float, env_name: str, env_value: str | None) -> Any:
+    """An argparse type for a number >= minimum whose error names the option's source."""
+    convert: Any = float if kind == "float" else int
+
+    def parse(text: str) -> Any:
+        source = f" (from {env_name})" if env_value is not None and text == env_value else ""
+        try:
+            value = convert(text)
+        except ValueError:
+            what = "a whole number" if kind == "int" else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r}{source} is not {what}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}{source} is below the minimum of "
+                                             f"{minimum:g}")
+        return value
+
+    return parse
+
+
 def _add(p: argparse.ArgumentParser, flag: str, *, kind: str = "str", default: Any = None,
-         help: str, metavar: str | None = None) -> None:
+         help: str, metavar: str | None = None, minimum: float = 0) -> None:
     """An option whose default may come from the environment."""
     dest = flag.lstrip("-").replace("-", "_")
     env = _env(dest)
@@ -39,9 +58,15 @@ def _add(p: argparse.ArgumentParser, flag: str, *, kind: str = "str", default: A
                        help=help + env_help)
         p.set_defaults(**{dest + "_default": value})
         return
-    conv: Any = {"str": str, "float": float, "int": int}[kind]
-    value = default if env is None else conv(env)
-    p.add_argument(flag, dest=dest, type=conv, default=value, metavar=metavar,
+    if kind == "str":
+        p.add_argument(flag, dest=dest, default=default if env is None else env,
+                       metavar=metavar, help=help + env_help)
+        return
+    # A string default from the environment goes through the same type check as
+    # the flag (argparse converts string defaults), so a bad value is a usage
+    # error naming the variable, not a traceback.
+    p.add_argument(flag, dest=dest, type=_number(kind, minimum, ENV_PREFIX + dest.upper(), env),
+                   default=default if env is None else env, metavar=metavar,
                    help=help + env_help)
 
 
@@ -59,21 +84,21 @@ def _serve_parser(sub: Any) -> None:
          help="allowed suites in preference order (repeatable)")
     _add(p, "--require-ems", kind="flag", default=False,
          help="refuse clients without extended_master_secret (RFC 7627)")
-    _add(p, "--handshake-timeout", kind="float", default=10.0, metavar="S",
+    _add(p, "--handshake-timeout", kind="float", minimum=0.001, default=10.0, metavar="S",
          help="seconds for a TLS handshake")
-    _add(p, "--idle-timeout", kind="float", default=60.0, metavar="S",
+    _add(p, "--idle-timeout", kind="float", minimum=0.001, default=60.0, metavar="S",
          help="keep-alive wait for the next request; body inactivity")
-    _add(p, "--header-timeout", kind="float", default=10.0, metavar="S",
+    _add(p, "--header-timeout", kind="float", minimum=0.001, default=10.0, metavar="S",
          help="seconds to receive a request's header block")
-    _add(p, "--connect-timeout", kind="float", default=10.0, metavar="S",
+    _add(p, "--connect-timeout", kind="float", minimum=0.001, default=10.0, metavar="S",
          help="seconds to connect to an origin")
-    _add(p, "--origin-timeout", kind="float", default=30.0, metavar="S",
+    _add(p, "--origin-timeout", kind="float", minimum=0.001, default=30.0, metavar="S",
          help="seconds to wait for the origin's response (and between body bytes)")
     _add(p, "--grace-period", kind="float", default=10.0, metavar="S",
          help="on SIGTERM/SIGINT, how long in-flight exchanges may finish")
-    _add(p, "--max-connections", kind="int", default=4096, metavar="N",
+    _add(p, "--max-connections", kind="int", minimum=1, default=4096, metavar="N",
          help="concurrent client connections")
-    _add(p, "--max-header-bytes", kind="int", default=64 * 1024, metavar="N",
+    _add(p, "--max-header-bytes", kind="int", minimum=1, default=64 * 1024, metavar="N",
          help="request header block limit (431 above it)")
     _add(p, "--pool-size", kind="int", default=100, metavar="N",
          help="idle keep-alive connections kept per origin")
@@ -121,7 +146,11 @@ def config_from_args(args: argparse.Namespace) -> Any:
                          "(`handshake-proxy certs --out DIR` makes them)")
     auth = _list(args, "auth")
     if args.auth_file:
-        auth += read_auth_file(args.auth_file)
+        try:
+            auth += read_auth_file(args.auth_file)
+        except OSError as exc:
+            raise ValueError(f"cannot read the auth file {args.auth_file!r}: "
+                             f"{exc.strerror or exc}") from None
     ports = []
     for p in _list(args, "connect_port") or ["443"]:
         if not p.isdigit() or not 0 < int(p) < 65536:
@@ -160,7 +189,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         for label, path in (("certificate chain", config.cert), ("key", config.key)):
             if not os.path.isfile(path):
                 return _fail(f"cannot read the {label} {path!r}: no such file")
-        subject, fingerprint = describe_certificate(config.cert)
+        try:
+            subject, fingerprint = describe_certificate(config.cert)
+        except ValueError as exc:
+            return _fail(f"{config.cert!r} is not a PEM certificate chain")
         if config.bodies_dir:  # made (or refused) now, not on the first body
             from .bodystore import BodyStore
             BodyStore.for_directory(config.bodies_dir)
@@ -179,7 +211,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             return _fail(f"cannot open {exc.filename or ''}: {exc.strerror or exc}")
         except (ValueError, TypeError) as exc:
             log.close()
-            return _fail(f"bad certificate or key: {exc}")
+            return _fail(f"cannot set up TLS: {exc}")
         try:
             host, port = await server.start()
         except OSError as exc:

@@ -240,7 +240,8 @@ class ClientSession:
         ex.set_response(err.status, b"", headers)
         ex.resp_tap.update(body)
         try:
-            out = h.send(h11.Response(status_code=err.status, headers=headers))
+            out = h.send(h11.Response(status_code=err.status, headers=headers,
+                                      reason=REASONS.get(err.status, "").encode()))
             out = (out or b"") + (h.send(h11.Data(data=body)) or b"") \
                 + (h.send(h11.EndOfMessage()) or b"")
         except h11.LocalProtocolError:
