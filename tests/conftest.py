@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import shutil
+import ssl
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,19 @@ def server_config(certs: CertFiles) -> ServerConfig:
 @pytest.fixture
 def client_config(certs: CertFiles) -> ClientConfig:
     return ClientConfig.from_ca_file(certs.ca_pem, "localhost")
+
+
+PROFILE_CIPHERS = "AES128-GCM-SHA256:AES256-GCM-SHA384"
+
+
+def python_client_context(ca_pem: Path, ciphers: str = PROFILE_CIPHERS, *,
+                          tls12_only: bool = True) -> ssl.SSLContext:
+    """Python's ssl as a client of our server: trusts ``ca_pem``, offers ``ciphers``."""
+    context = ssl.create_default_context(cafile=str(ca_pem))
+    if tls12_only:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    return context
 
 
 def require_binary(name: str) -> str:

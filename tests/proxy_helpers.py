@@ -86,10 +86,9 @@ def running_proxy(certs: Any, tmp: Path, **overrides: Any) -> Iterator[RunningPr
 
 def client_context(ca: Path) -> ssl.SSLContext:
     """Python's ssl restricted to our profile: TLS 1.2, the two RSA-GCM suites."""
-    ctx = ssl.create_default_context(cafile=str(ca))
-    ctx.set_ciphers("AES128-GCM-SHA256:AES256-GCM-SHA384")
-    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
+    from conftest import python_client_context
+
+    return python_client_context(ca)
 
 
 def curl(rp: RunningProxy, *args: str, env: dict[str, str] | None = None,

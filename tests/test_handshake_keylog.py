@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import socket
-import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from conftest import (
     OpenSSLServer,
     OurServer,
     drive_client,
+    python_client_context,
     require_binary,
 )
 
@@ -55,9 +55,7 @@ def test_python_ssl_client_key_log(certs: CertFiles, our_server: Callable[..., O
     ours: list[str] = []
     server = our_server(server_config_logging_to(certs, ours))
     keylog = tmp_path / "python.keylog"
-    context = ssl.create_default_context(cafile=str(certs.ca_pem))
-    context.maximum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ciphers(suite.openssl_name)
+    context = python_client_context(certs.ca_pem, suite.openssl_name)
     context.keylog_filename = str(keylog)
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import IO_TIMEOUT, CertFiles, MemoryPair, OurServer, require_binary
+from conftest import IO_TIMEOUT, CertFiles, MemoryPair, OurServer, python_client_context, require_binary
 
 from handshake import (
     AlertDescription,
@@ -124,10 +124,8 @@ def test_our_client_without_ems_is_refused_when_required(certs: CertFiles) -> No
 def test_python_ssl_client_without_ems(certs: CertFiles, server_config: ServerConfig,
                                        our_server: Callable[..., OurServer]) -> None:
     server = our_server(server_config)
-    context = ssl.create_default_context(cafile=str(certs.ca_pem))
-    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context = python_client_context(certs.ca_pem, "AES128-GCM-SHA256")
     context.options |= SSL_OP_NO_EXTENDED_MASTER_SECRET
-    context.set_ciphers("AES128-GCM-SHA256")
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         tls.sendall(b"no ems")
@@ -143,10 +141,8 @@ def test_python_ssl_client_without_ems_refused_when_required(
     config = ServerConfig.from_pem_files(certs.chain_pem, certs.key_pem,
                                          require_extended_master_secret=True)
     server = our_server(config)
-    context = ssl.create_default_context(cafile=str(certs.ca_pem))
-    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context = python_client_context(certs.ca_pem, "AES128-GCM-SHA256")
     context.options |= SSL_OP_NO_EXTENDED_MASTER_SECRET
-    context.set_ciphers("AES128-GCM-SHA256")
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
             pytest.raises(ssl.SSLError, match="HANDSHAKE_FAILURE|handshake failure"):
         context.wrap_socket(raw, server_hostname="localhost")

@@ -12,7 +12,7 @@ import ssl
 from collections.abc import Callable
 
 import pytest
-from conftest import IO_TIMEOUT, CertFiles, OurServer
+from conftest import IO_TIMEOUT, CertFiles, OurServer, python_client_context
 
 from handshake import (
     AlertReceived,
@@ -30,14 +30,6 @@ from handshake import (
 SUITES = [CipherSuite.TLS_RSA_WITH_AES_128_GCM_SHA256, CipherSuite.TLS_RSA_WITH_AES_256_GCM_SHA384]
 
 
-def client_context(certs: CertFiles, ciphers: str, *, tls12_only: bool = True) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(certs.ca_pem))
-    if tls12_only:
-        context.maximum_version = ssl.TLSVersion.TLSv1_2
-    context.set_ciphers(ciphers)
-    return context
-
-
 def recv_exactly(tls: ssl.SSLSocket, size: int) -> bytes:
     data = b""
     while len(data) < size:
@@ -51,7 +43,7 @@ def recv_exactly(tls: ssl.SSLSocket, size: int) -> bytes:
 def test_python_ssl_client(certs: CertFiles, server_config: ServerConfig,
                            our_server: Callable[..., OurServer], suite: CipherSuite) -> None:
     server = our_server(server_config, reply=lambda data: data.upper())
-    context = client_context(certs, suite.openssl_name)
+    context = python_client_context(certs.ca_pem, suite.openssl_name)
     context.set_alpn_protocols(["http/1.1"])
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
@@ -86,7 +78,7 @@ def test_python_ssl_client_both_suites_offered_gets_server_preference(
         cipher_suites=[CipherSuite.TLS_RSA_WITH_AES_256_GCM_SHA384,
                        CipherSuite.TLS_RSA_WITH_AES_128_GCM_SHA256])
     server = our_server(config)
-    context = client_context(certs, "AES128-GCM-SHA256:AES256-GCM-SHA384")
+    context = python_client_context(certs.ca_pem, "AES128-GCM-SHA256:AES256-GCM-SHA384")
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         assert tls.cipher()[0] == "AES256-GCM-SHA384"  # type: ignore[index]
@@ -101,7 +93,7 @@ def test_python_ssl_client_capable_of_tls13_gets_tls12(
         certs: CertFiles, server_config: ServerConfig,
         our_server: Callable[..., OurServer]) -> None:
     server = our_server(server_config)
-    context = client_context(certs, "AES128-GCM-SHA256", tls12_only=False)
+    context = python_client_context(certs.ca_pem, "AES128-GCM-SHA256", tls12_only=False)
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
             context.wrap_socket(raw, server_hostname="localhost") as tls:
         assert tls.version() == "TLSv1.2"
@@ -119,7 +111,7 @@ def test_python_ssl_client_large_data_both_ways(
         our_server: Callable[..., OurServer]) -> None:
     server = our_server(server_config)
     payload = bytes(range(256)) * 1024  # 256 KiB: many full records each way
-    context = client_context(certs, "AES128-GCM-SHA256")
+    context = python_client_context(certs.ca_pem, "AES128-GCM-SHA256")
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as raw, \
             context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
         tls.sendall(payload)
