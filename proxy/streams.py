@@ -221,9 +221,7 @@ class TLSStream:
                 self._eof = True
 
     def write(self, data: bytes) -> None:
-        if data:
-            # Never an empty record: a client pool (httpcore) takes stray readable
-            # bytes on an idle connection as a reason to drop it.
+        if data:  # an empty write carries nothing (and the library seals no record for it)
             self._out.append(data)
 
     def flush(self) -> None:
