@@ -191,7 +191,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 return _fail(f"cannot read the {label} {path!r}: no such file")
         try:
             subject, fingerprint = describe_certificate(config.cert)
-        except ValueError as exc:
+        except ValueError:
             return _fail(f"{config.cert!r} is not a PEM certificate chain")
         if config.bodies_dir:  # made (or refused) now, not on the first body
             from .bodystore import BodyStore
