@@ -75,9 +75,6 @@ class Reader:
         self._pos = pos + 2
         return (self._data[pos] << 8) | self._data[pos + 1]
 
-    def uint24(self) -> int:
-        return int.from_bytes(self._take(3), "big")
-
     def fixed(self, n: int) -> bytes:
         return self._take(n)
 

@@ -14,7 +14,7 @@ import enum
 from ._constants import AlertDescription, HandshakeType
 from ._errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["CHANGE_CIPHER_SPEC", "Role", "State", "next_state", "sender_of"]
+__all__ = ["CHANGE_CIPHER_SPEC", "Role", "State", "next_state"]
 
 
 class Role(enum.Enum):
@@ -66,12 +66,6 @@ _TRANSITIONS: dict[State, tuple[Role, Message, State]] = {
 
 def _name(message: Message) -> str:
     return message if isinstance(message, str) else message.name
-
-
-def sender_of(state: State) -> Role | None:
-    """Who sends the next message in ``state`` (None once the handshake is over)."""
-    entry = _TRANSITIONS.get(state)
-    return entry[0] if entry else None
 
 
 def next_state(state: State, sender: Role, message: Message, *, local_role: Role) -> State:
