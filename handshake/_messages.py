@@ -91,6 +91,10 @@ class Reader:
         return data[start:end]
 
     @property
+    def position(self) -> int:
+        return self._pos
+
+    @property
     def remaining(self) -> int:
         return len(self._data) - self._pos
 
@@ -110,12 +114,13 @@ def frame(msg_type: HandshakeType, body: bytes) -> bytes:
 
 # --- extensions --------------------------------------------------------------
 
-def decode_extensions(reader: Reader, what: str) -> list[tuple[int, bytes]]:
-    """The optional extensions block at the end of a hello (RFC 5246 §7.4.1.2)."""
-    if reader.remaining == 0:
+def decode_extensions(data: bytes, start: int, what: str) -> list[tuple[int, bytes]]:
+    """The optional extensions block that ends a hello at ``data[start:]`` (RFC 5246 §7.4.1.2)."""
+    if start == len(data):
         return []
-    block = reader.vector(2)
-    reader.expect_end()
+    if start + 2 > len(data) or start + 2 + ((data[start] << 8) | data[start + 1]) != len(data):
+        raise _decode_error(what)
+    block = data[start + 2:]
     # Walked with plain offsets: this runs on every ClientHello, and the
     # handshake rate is a product target.
     extensions: list[tuple[int, bytes]] = []
@@ -247,17 +252,29 @@ class ClientHelloMessage:
 
 def decode_client_hello(body: bytes) -> ClientHelloMessage:
     what = "ClientHello"
-    r = Reader(body, what)
-    legacy_version = r.uint16()
-    random = r.fixed(RANDOM_LEN)
-    session_id = r.vector(1, 0, 32)
-    suites_raw = r.vector(2, 2, 2**16 - 2)
-    if len(suites_raw) % 2:
+    # Plain offsets rather than a Reader: every connection starts here.
+    end = len(body)
+    # version(2) random(32) session_id_len(1): the first length is at 34.
+    if end < 35:
         raise _decode_error(what)
-    suites = struct.unpack(f"!{len(suites_raw) // 2}H", suites_raw)
-    compression = r.vector(1, 1)
-    extensions = decode_extensions(r, what)
-    return ClientHelloMessage(legacy_version, random, session_id, suites, compression, extensions)
+    legacy_version = (body[0] << 8) | body[1]
+    random = body[2:2 + RANDOM_LEN]
+    session_id_end = 35 + body[34]
+    if body[34] > 32 or session_id_end + 2 > end:
+        raise _decode_error(what)
+    suites_len = (body[session_id_end] << 8) | body[session_id_end + 1]
+    suites_start = session_id_end + 2
+    compression_at = suites_start + suites_len
+    if suites_len < 2 or suites_len % 2 or compression_at + 1 > end:
+        raise _decode_error(what)
+    extensions_at = compression_at + 1 + body[compression_at]
+    if body[compression_at] < 1 or extensions_at > end:
+        raise _decode_error(what)
+    suites = struct.unpack_from(f"!{suites_len // 2}H", body, suites_start)
+    compression = body[compression_at + 1:extensions_at]
+    extensions = decode_extensions(body, extensions_at, what)
+    return ClientHelloMessage(legacy_version, random, body[35:session_id_end], suites, compression,
+                              extensions)
 
 
 def encode_client_hello(msg: ClientHelloMessage) -> bytes:
@@ -285,7 +302,7 @@ def decode_server_hello(body: bytes) -> ServerHelloMessage:
     session_id = r.vector(1, 0, 32)
     suite = r.uint16()
     compression = r.uint8()
-    extensions = decode_extensions(r, what)
+    extensions = decode_extensions(body, r.position, what)
     return ServerHelloMessage(version, random, session_id, suite, compression, extensions)
 
 
