@@ -1,10 +1,14 @@
-"""Events: what happened on the connection, as small frozen values.
+"""Events: what happened on the connection, as small values.
 
 Both sides report every handshake step in protocol order, whether they sent
 or received the messages, so a caller can print the seed's ladder
 (Client Hello → Server Hello + certificate → client agrees → server agrees →
 encrypted communication) from either end. ``seed_step`` names the step in the
 seed's words; ``tls_messages`` names the TLS 1.2 messages that carry it.
+
+Events are values to read, never to change. They are not frozen dataclasses
+only because a frozen one costs several times more to build, and a server
+builds five per handshake and one per record received.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class HandshakeStep(Event):
     sender: ClassVar[str]  # "client" or "server"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClientHello(HandshakeStep):
     """Client Hello: the protocols and cipher suites the client supports."""
 
@@ -64,7 +68,7 @@ class ClientHello(HandshakeStep):
     extensions: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServerHello(HandshakeStep):
     """Server Hello: the server's choices and its certificate (ServerHello, Certificate, ServerHelloDone)."""
 
@@ -86,7 +90,7 @@ class ServerHello(HandshakeStep):
     certificate_verified: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClientFinished(HandshakeStep):
     """Client agrees: the encrypted pre-master secret and the client's MAC over the transcript."""
 
@@ -98,7 +102,7 @@ class ClientFinished(HandshakeStep):
     verify_data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServerFinished(HandshakeStep):
     """Server agrees: the server's MAC over the transcript (ChangeCipherSpec, Finished)."""
 
@@ -109,7 +113,7 @@ class ServerFinished(HandshakeStep):
     verify_data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HandshakeComplete(Event):
     """Encrypted communication begins: the negotiated facts of the session."""
 
@@ -125,14 +129,14 @@ class HandshakeComplete(Event):
     certificate_subject: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ApplicationData(Event):
     """Decrypted application bytes (one record's worth)."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AlertReceived(Event):
     """The peer sent an alert. A fatal one (or close_notify) is followed by ConnectionClosed."""
 
@@ -140,7 +144,7 @@ class AlertReceived(Event):
     description: AlertDescription | int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConnectionClosed(Event):
     """The connection is over for reading.
 
