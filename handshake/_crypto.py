@@ -50,7 +50,6 @@ __all__ = [
     "load_pem_chain",
     "load_pem_rsa_private_key",
     "PrfKey",
-    "p_hash",
     "verify_server_chain",
 ]
 
@@ -113,7 +112,8 @@ def certificate_summary(cert: x509.Certificate) -> tuple[str, str, int, bytes]:
 
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
-_HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
+# Constructor and block size (in bytes) of each PRF hash.
+_HASHES = {"sha256": (hashlib.sha256, 64), "sha384": (hashlib.sha384, 128)}
 
 
 class PrfKey:
@@ -128,8 +128,7 @@ class PrfKey:
     __slots__ = ("_inner", "_outer")
 
     def __init__(self, hash_name: str, secret: bytes) -> None:
-        new = _HASHES[hash_name]
-        block_size = new().block_size
+        new, block_size = _HASHES[hash_name]
         if len(secret) > block_size:
             secret = new(secret).digest()
         key = secret.ljust(block_size, b"\0")
@@ -154,11 +153,6 @@ class PrfKey:
             o.update(h.digest())
             out += o.digest()
         return out[:length]
-
-
-def p_hash(hash_name: str, secret: bytes, seed: bytes, length: int) -> bytes:
-    """P_hash(secret, seed) for a secret used once."""
-    return PrfKey(hash_name, secret).p_hash(seed, length)
 
 
 # --- RSA key transport (RFC 5246 §7.4.7.1) ---------------------------------

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._constants import GCM_SALT_LEN, MASTER_SECRET_LEN, VERIFY_DATA_LEN, CipherSuite
-from ._crypto import PrfKey, p_hash
+from ._crypto import PrfKey
 
 __all__ = [
     "TrafficKeys",
@@ -13,13 +13,7 @@ __all__ = [
     "compute_verify_data",
     "derive_traffic_keys",
     "keylog_line",
-    "prf",
 ]
-
-
-def prf(suite: CipherSuite, secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
-    """PRF(secret, label, seed) = P_<hash>(secret, label + seed), hash fixed by the suite."""
-    return p_hash(suite.hash_name, secret, label + seed, length)
 
 
 class MasterSecret:
@@ -33,6 +27,7 @@ class MasterSecret:
         self._prf = PrfKey(suite.hash_name, secret)
 
     def prf(self, label: bytes, seed: bytes, length: int) -> bytes:
+        """PRF(master_secret, label, seed) = P_<hash>(master_secret, label + seed) (RFC 5246 §5)."""
         return self._prf.p_hash(label + seed, length)
 
 
@@ -40,16 +35,14 @@ def compute_master_secret(suite: CipherSuite, pre_master_secret: bytes, client_r
                           server_random: bytes, session_hash: bytes | None) -> MasterSecret:
     """RFC 7627 §4 when ``session_hash`` is given (extended master secret), else RFC 5246 §8.1."""
     if session_hash is not None:
-        secret = prf(suite, pre_master_secret, b"extended master secret", session_hash,
-                     MASTER_SECRET_LEN)
+        label_and_seed = b"extended master secret" + session_hash
     else:
-        secret = prf(suite, pre_master_secret, b"master secret", client_random + server_random,
-                     MASTER_SECRET_LEN)
+        label_and_seed = b"master secret" + client_random + server_random
+    secret = PrfKey(suite.hash_name, pre_master_secret).p_hash(label_and_seed, MASTER_SECRET_LEN)
     return MasterSecret(suite, secret)
 
 
-@dataclass(frozen=True)
-class TrafficKeys:
+class TrafficKeys(NamedTuple):
     client_write_key: bytes
     server_write_key: bytes
     client_write_salt: bytes
@@ -62,12 +55,8 @@ def derive_traffic_keys(master: MasterSecret, client_random: bytes,
     k = master.suite.key_len
     block = master.prf(b"key expansion", server_random + client_random,
                        2 * k + 2 * GCM_SALT_LEN)
-    return TrafficKeys(
-        client_write_key=block[:k],
-        server_write_key=block[k:2 * k],
-        client_write_salt=block[2 * k:2 * k + GCM_SALT_LEN],
-        server_write_salt=block[2 * k + GCM_SALT_LEN:],
-    )
+    return TrafficKeys(block[:k], block[k:2 * k], block[2 * k:2 * k + GCM_SALT_LEN],
+                       block[2 * k + GCM_SALT_LEN:])
 
 
 def compute_verify_data(master: MasterSecret, label: bytes, transcript_hash: bytes) -> bytes:

@@ -208,28 +208,29 @@ def encode_alpn(protocols: Iterable[str]) -> bytes:
     return _vec(2, b"".join(_vec(1, p.encode("latin-1")) for p in protocols))
 
 
+def _vector1_filling(data: bytes, what: str) -> bytes:
+    """The one-byte-length vector that must make up all of ``data``."""
+    if not data or data[0] != len(data) - 1:
+        raise _decode_error(what)
+    return data[1:]
+
+
 def decode_supported_versions(data: bytes) -> tuple[int, ...]:
-    reader = Reader(data, "supported_versions extension")
-    versions = reader.vector(1, 2, 254)
-    reader.expect_end()
-    if len(versions) % 2:
+    versions = _vector1_filling(data, "supported_versions extension")
+    # RFC 8446 §4.2.1: ProtocolVersion versions<2..254>.
+    if not 2 <= len(versions) <= 254 or len(versions) % 2:
         raise _decode_error("supported_versions extension")
     return struct.unpack(f"!{len(versions) // 2}H", versions)
 
 
 def decode_renegotiation_info(data: bytes) -> bytes:
-    reader = Reader(data, "renegotiation_info extension")
-    renegotiated_connection = reader.vector(1)
-    reader.expect_end()
-    return renegotiated_connection
+    return _vector1_filling(data, "renegotiation_info extension")
 
 
 def check_signature_algorithms(data: bytes) -> None:
     """Parsed only to reject a malformed one: RSA key transport signs nothing."""
-    reader = Reader(data, "signature_algorithms extension")
-    algorithms = reader.vector(2, 2)
-    reader.expect_end()
-    if len(algorithms) % 2:
+    n = len(data)
+    if n < 4 or (data[0] << 8 | data[1]) != n - 2 or n % 2:
         raise _decode_error("signature_algorithms extension")
 
 

@@ -418,6 +418,34 @@ MALFORMED_HELLOS: dict[str, tuple[bytes, tuple[AlertDescription, ...]]] = {
         wire.client_hello_body(extensions=[wire.extension(wire.EXT_SUPPORTED_VERSIONS,
                                                           wire.vec8(b""))]),
         (AD.decode_error,)),
+    "supported_versions-odd-length": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SUPPORTED_VERSIONS,
+                                                          wire.vec8(b"\x03\x03\x03"))]),
+        (AD.decode_error,)),
+    "supported_versions-length-past-the-end": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SUPPORTED_VERSIONS,
+                                                          b"\x04\x03\x03")]),
+        (AD.decode_error,)),
+    "supported_versions-255-bytes": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SUPPORTED_VERSIONS,
+                                                          wire.vec8(b"\x03" * 255))]),
+        (AD.decode_error,)),
+    "signature_algorithms-empty": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SIGNATURE_ALGORITHMS,
+                                                          wire.vec16(b""))]),
+        (AD.decode_error,)),
+    "signature_algorithms-odd-length": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SIGNATURE_ALGORITHMS,
+                                                          wire.vec16(b"\x04\x01\x05"))]),
+        (AD.decode_error,)),
+    "signature_algorithms-byte-after-the-list": (
+        wire.client_hello_body(extensions=[wire.extension(
+            wire.EXT_SIGNATURE_ALGORITHMS, wire.vec16(b"\x04\x01") + b"\x00")]),
+        (AD.decode_error,)),
+    "renegotiation_info-length-wrong": (
+        wire.client_hello_body(extensions=[wire.extension(wire.EXT_RENEGOTIATION_INFO,
+                                                          b"\x01")]),
+        (AD.decode_error,)),
     # RFC 5746 §3.6: a non-empty renegotiated_connection on an initial handshake.
     "renegotiation_info-not-empty": (
         wire.client_hello_body(extensions=[wire.ext_renegotiation_info(b"x" * 12)]),
