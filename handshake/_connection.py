@@ -87,7 +87,8 @@ class Connection:
 
     def __init__(self, keylog: KeyLogSink | None) -> None:
         self._records = RecordLayer()
-        self._out = bytearray()
+        # Encoded records waiting for data_to_send, as chunks joined once there.
+        self._out: list[bytes] = []
         self._state = State.AWAIT_CLIENT_HELLO
         self._handshake_buf = bytearray()
         self._transcript = Transcript()
@@ -147,11 +148,12 @@ class Connection:
 
     def data_to_send(self) -> bytes:
         """Take the bytes queued for the peer (may be empty)."""
-        if not self._out:
+        out = self._out
+        if not out:
             return b""
-        out = bytes(self._out)
-        self._out = bytearray()
-        return out
+        data = b"".join(out)
+        out.clear()
+        return data
 
     def send_application_data(self, data: bytes) -> None:
         """Queue application data, split into protected records of at most 16 KiB (none for b"")."""

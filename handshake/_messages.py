@@ -241,7 +241,7 @@ def check_empty(data: bytes, what: str) -> None:
 
 # --- hellos --------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ClientHelloMessage:
     legacy_version: int
     random: bytes
@@ -285,7 +285,7 @@ def encode_client_hello(msg: ClientHelloMessage) -> bytes:
     return frame(HandshakeType.client_hello, body)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ServerHelloMessage:
     version: int
     random: bytes

@@ -40,6 +40,12 @@ _OVERHEAD = GCM_EXPLICIT_NONCE_LEN + GCM_TAG_LEN
 _RECORD_PREFIX = struct.Struct("!BHHQ")
 
 
+def _sequence_exhausted() -> LocalProtocolError:
+    # RFC 5246 §6.1: sequence numbers must never wrap; renegotiation is the
+    # only way on, and we refuse it, so the connection must end.
+    return LocalProtocolError("sequence number exhausted", AlertDescription.internal_error)
+
+
 class RecordCipher:
     """One direction's AES-GCM key, salt and sequence number."""
 
@@ -50,42 +56,39 @@ class RecordCipher:
         self._salt = salt
         self.seq = 0
 
-    def _take_sequence_number(self) -> int:
+    def seal_into(self, content_type: int, plaintext: bytes | memoryview, out: list[bytes]) -> None:
+        """Append one protected record to ``out`` (header, then the sealed fragment)."""
         seq = self.seq
-        # RFC 5246 §6.1: sequence numbers must never wrap; renegotiation is
-        # the only way on, and we refuse it, so the connection must end.
         if seq >= MAX_SEQUENCE_NUMBER:
-            raise LocalProtocolError("sequence number exhausted", AlertDescription.internal_error)
+            raise _sequence_exhausted()
         self.seq = seq + 1
-        return seq
-
-    def seal_into(self, content_type: int, plaintext: bytes | memoryview, out: bytearray) -> None:
-        """Append one protected record to ``out``."""
-        seq = self._take_sequence_number()
         length = len(plaintext)
-        out += _RECORD_PREFIX.pack(content_type, TLS12, length + _OVERHEAD, seq)
-        # Measured: encrypting to a new object and appending it beats encrypt_into
-        # a zero-filled tail of ``out`` (the zero fill costs more than the copy).
-        out += self._aead.encrypt(self._salt + _SEQ.pack(seq), plaintext,
-                                  _AAD.pack(seq, content_type, TLS12, length))
+        out.append(_RECORD_PREFIX.pack(content_type, TLS12, length + _OVERHEAD, seq))
+        # Kept as its own chunk: data_to_send joins the chunks, the one copy a record costs.
+        out.append(self._aead.encrypt(self._salt + _SEQ.pack(seq), plaintext,
+                                      _AAD.pack(seq, content_type, TLS12, length)))
 
     def open(self, content_type: int, buf: bytes | bytearray, start: int, end: int) -> bytes:
         """Authenticate and decrypt the record fragment ``buf[start:end]``."""
-        if end - start < _OVERHEAD:
+        length = end - start - _OVERHEAD
+        if length < 0:
             raise RemoteProtocolError("protected record too short", AlertDescription.bad_record_mac)
-        seq = self._take_sequence_number()
+        seq = self.seq
+        if seq >= MAX_SEQUENCE_NUMBER:
+            raise _sequence_exhausted()
+        self.seq = seq + 1
         explicit_end = start + GCM_EXPLICIT_NONCE_LEN
-        view = memoryview(buf)
+        ciphertext = memoryview(buf)[explicit_end:end]
         try:
-            plaintext = self._aead.decrypt(
-                self._salt + buf[start:explicit_end], view[explicit_end:end],
-                _AAD.pack(seq, content_type, TLS12, end - start - _OVERHEAD))
+            plaintext = self._aead.decrypt(self._salt + buf[start:explicit_end], ciphertext,
+                                           _AAD.pack(seq, content_type, TLS12, length))
         except InvalidTag:
+            # Released now: the traceback keeps this frame, and a live view
+            # would stop the input buffer from being resized.
+            ciphertext.release()
             raise RemoteProtocolError("record failed to authenticate",
                                       AlertDescription.bad_record_mac) from None
-        finally:
-            view.release()
-        if len(plaintext) > MAX_PLAINTEXT:
+        if length > MAX_PLAINTEXT:
             raise RemoteProtocolError("decrypted record over 2^14 bytes",
                                       AlertDescription.record_overflow)
         return plaintext
@@ -163,20 +166,17 @@ class RecordLayer:
 
     # --- output -------------------------------------------------------------
 
-    def seal(self, content_type: int, payload: bytes, out: bytearray) -> None:
+    def seal(self, content_type: int, payload: bytes, out: list[bytes]) -> None:
         """Append ``payload`` as one or more records to ``out``."""
         cipher = self.write_cipher
         if cipher is None:
             for start in range(0, len(payload), MAX_PLAINTEXT):
                 chunk = payload[start:start + MAX_PLAINTEXT]
-                out += _HEADER.pack(content_type, TLS12, len(chunk))
-                out += chunk
-            return
-        if not payload:
-            # An empty application_data record is legal and sometimes used on purpose.
-            cipher.seal_into(content_type, b"", out)
+                out.append(_HEADER.pack(content_type, TLS12, len(chunk)))
+                out.append(chunk)
             return
         if len(payload) <= MAX_PLAINTEXT:
+            # One record, possibly empty: an empty application_data record is legal.
             cipher.seal_into(content_type, payload, out)
             return
         with memoryview(payload) as view:
