@@ -56,6 +56,7 @@ class ClientConnection(Connection):
     """The client side: call ``start_handshake()``, then drive it like the server."""
 
     role = Role.CLIENT
+    peer_role = Role.SERVER
 
     def __init__(self, config: ClientConfig) -> None:
         super().__init__(config.keylog)

@@ -84,6 +84,7 @@ class Connection:
     """The common half of a TLS 1.2 endpoint; use ServerConnection or ClientConnection."""
 
     role: Role
+    peer_role: Role
 
     def __init__(self, keylog: KeyLogSink | None) -> None:
         self._records = RecordLayer()
@@ -249,7 +250,7 @@ class Connection:
         if msg_type is HandshakeType.hello_request and self.role is Role.CLIENT:
             # RFC 5246 §7.4.1.1: ignored while a handshake is under way.
             return
-        peer = Role.SERVER if self.role is Role.CLIENT else Role.CLIENT
+        peer = self.peer_role
         self._state = next_state(self._state, peer, msg_type, local_role=self.role)
         body = raw[4:]
         if msg_type is HandshakeType.finished:
@@ -271,7 +272,7 @@ class Connection:
     def _handle_change_cipher_spec(self, payload: bytes) -> None:
         if payload != _CCS_PAYLOAD:
             raise RemoteProtocolError("malformed ChangeCipherSpec", AlertDescription.decode_error)
-        peer = Role.SERVER if self.role is Role.CLIENT else Role.CLIENT
+        peer = self.peer_role
         self._state = next_state(self._state, peer, CHANGE_CIPHER_SPEC, local_role=self.role)
         if self._pending_read is None:
             raise RemoteProtocolError("ChangeCipherSpec before keys were agreed",
@@ -340,17 +341,14 @@ class Connection:
 
     # --- keys and Finished -------------------------------------------------------------
 
-    def _transcript_hash(self) -> bytes:
-        return self._transcript.digest()
-
     def _verify_data(self, sender: Role) -> bytes:
         assert self._suite is not None
         assert self._master_secret is not None
         return compute_verify_data(self._master_secret, _FINISHED_LABEL[sender],
-                                   self._transcript_hash())
+                                   self._transcript.digest())
 
     def _check_peer_finished(self, body: bytes) -> None:
-        peer = Role.SERVER if self.role is Role.CLIENT else Role.CLIENT
+        peer = self.peer_role
         if len(body) != 12:
             raise RemoteProtocolError("malformed Finished", AlertDescription.decode_error)
         if not hmac.compare_digest(body, self._verify_data(peer)):
@@ -364,7 +362,7 @@ class Connection:
         bound to the transcript up to and including the ClientKeyExchange.
         """
         assert self._suite is not None
-        session_hash = self._transcript_hash() if self._ems else None
+        session_hash = self._transcript.digest() if self._ems else None
         self._master_secret = compute_master_secret(self._suite, pre_master_secret,
                                                     self._client_random, self._server_random,
                                                     session_hash)

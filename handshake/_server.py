@@ -74,6 +74,7 @@ class ServerConnection(Connection):
     """
 
     role = Role.SERVER
+    peer_role = Role.CLIENT
 
     def __init__(self, config: ServerConfig) -> None:
         super().__init__(config.keylog)
