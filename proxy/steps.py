@@ -6,6 +6,7 @@ client's ``--trace``, so both tell the story in the same words.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from handshake import (
@@ -40,6 +41,13 @@ def suite_name(code: int) -> str:
     return name if name is not None else f"0x{code:04x}"
 
 
+@functools.lru_cache(maxsize=256)
+def _offer_names(codes: tuple[int, ...]) -> tuple[str, ...]:
+    # A client program offers the same dozens of suites on every connection;
+    # naming them once per distinct offer keeps that off the per-connection path.
+    return tuple(suite_name(code) for code in codes)
+
+
 def _bulk_cipher(suite: int) -> str:
     name = suite_name(suite)
     return "AES-256-GCM" if "AES_256" in name else "AES-128-GCM" if "AES_128" in name else name
@@ -49,7 +57,7 @@ def step_detail(ev: Event) -> dict[str, Any]:
     """What one handshake message group carried, as JSON-ready values."""
     if isinstance(ev, ClientHello):
         return {"versions": [version_name(v) for v in ev.offered_versions],
-                "cipher_suites": [suite_name(s) for s in ev.offered_cipher_suites],
+                "cipher_suites": list(_offer_names(ev.offered_cipher_suites)),
                 "sni": ev.server_name, "alpn": list(ev.alpn_protocols),
                 "extended_master_secret": ev.extended_master_secret,
                 "secure_renegotiation": ev.secure_renegotiation,
@@ -101,7 +109,7 @@ def step_lines(ev: Event) -> list[str]:
     """A person's reading of what one step carried (for the ladder)."""
     if isinstance(ev, ClientHello):
         return [f"offers {', '.join(version_name(v) for v in ev.offered_versions)}",
-                "cipher suites: " + ", ".join(suite_name(s) for s in ev.offered_cipher_suites),
+                "cipher suites: " + ", ".join(_offer_names(ev.offered_cipher_suites)),
                 f"SNI {ev.server_name or '(none)'}; ALPN {', '.join(ev.alpn_protocols) or '(none)'};"
                 f" extended master secret {'yes' if ev.extended_master_secret else 'no'}",
                 f"client_random {ev.client_random.hex()}"]
