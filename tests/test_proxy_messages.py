@@ -127,3 +127,22 @@ def test_traffic_log_writes_json_lines_in_order(tmp_path) -> None:  # type: igno
     log.close()
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["seq"] for line in lines] == list(range(1000))
+
+
+def test_traffic_log_record_reaches_the_file_without_a_close(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import time
+
+    from proxy.traffic_log import TrafficLog
+    path = tmp_path / "t.jsonl"
+    log = TrafficLog(str(path))
+    try:
+        log.write({"type": "exchange", "seq": 1})
+        # The writer gathers records briefly, then writes them while the proxy runs
+        # (log show --follow relies on it); wait generously, the machine may be slow.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not path.read_text():
+            time.sleep(0.02)
+        assert [json.loads(line)["seq"] for line in path.read_text().splitlines()] == [1]
+    finally:
+        log.close()
