@@ -114,7 +114,8 @@ class Connection:
         Raises ``ProtocolError`` (with the fatal alert already queued) when the
         peer broke the protocol; its ``events`` holds what completed before that.
         """
-        self._check_not_failed()
+        if self._error is not None:
+            self._check_not_failed()
         events: list[Event] = []
         if self._read_closed:
             return events

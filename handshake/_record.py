@@ -148,9 +148,10 @@ class RecordLayer:
         end = start + length
         if len(buf) < end:
             return None
-        payload = cipher.open(content_type, buf, start, end) if cipher is not None else buf[start:end]
+        payload = (cipher.open(content_type, buf, start, end) if cipher is not None
+                   else bytes(buf[start:end]))
         self._inpos = end
-        return content_type, bytes(payload)
+        return content_type, payload
 
     def _check_header(self, content_type: int, version: int, length: int) -> None:
         if content_type not in _KNOWN_TYPES:
