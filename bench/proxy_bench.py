@@ -3,6 +3,7 @@
 The proxy (one process) is pinned to core 0; wrk, the origin and the idle-connection
 client run on core 1. Measures, in one run:
   - raw RSA-2048 PKCS#1 v1.5 decryptions/s of `cryptography` on one core (the handshake limit)
+  - h11 alone per proxied exchange on that core (bench/h11_floor.py: the keep-alive limit)
   - keep-alive 1 KiB GETs: requests/s, p50 and p99 latency (wrk --latency)
   - a new TLS connection per request (Connection: close): requests/s and its ratio to RSA
   - 10 MiB downloads: MB/s
@@ -262,6 +263,12 @@ def main() -> int:
             results["rsa2048_decrypt_per_s"] = round(float(rsa.stdout), 1)
             print(f"raw RSA-2048 decryptions/s (one core): {results['rsa2048_decrypt_per_s']}",
                   flush=True)
+            # And what h11 alone costs per exchange on that core: keep-alive's ceiling.
+            floor = subprocess.run(
+                ["taskset", "-c", "0", sys.executable, str(REPO / "bench" / "h11_floor.py"),
+                 "--seconds", "3"], capture_output=True, text=True, check=True)
+            results["h11_floor"] = json.loads(floor.stdout.splitlines()[-1])
+            print(floor.stdout.splitlines()[0], flush=True)
 
             wrk(proxy_port, origin, "/bytes/1024", 10, 2)  # warm-up
             pid = proxy_proc.pid
