@@ -22,6 +22,7 @@ from ._constants import (
     ContentType,
     HandshakeType,
 )
+from ._crypto import HASHES
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     AlertReceived,
@@ -72,7 +73,7 @@ class Transcript:
             self._hash.update(raw)
 
     def start_hashing(self, hash_name: str) -> None:
-        self._hash = hashlib.new(hash_name, self._pending)
+        self._hash = HASHES[hash_name](self._pending)
         self._pending = bytearray()
 
     def digest(self) -> bytes:

@@ -49,6 +49,7 @@ __all__ = [
     "load_der_certificate",
     "load_pem_chain",
     "load_pem_rsa_private_key",
+    "HASHES",
     "PrfKey",
     "verify_server_chain",
 ]
@@ -112,8 +113,10 @@ def certificate_summary(cert: x509.Certificate) -> tuple[str, str, int, bytes]:
 
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
-# Constructor and block size (in bytes) of each PRF hash.
-_HASHES = {"sha256": (hashlib.sha256, 64), "sha384": (hashlib.sha384, 128)}
+# The PRF and transcript hashes by name (hashlib.new(name) adds a Python-level
+# lookup per call), and their block sizes in bytes for HMAC.
+HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
+_BLOCK_SIZES = {"sha256": 64, "sha384": 128}
 
 
 class PrfKey:
@@ -128,7 +131,7 @@ class PrfKey:
     __slots__ = ("_inner", "_outer")
 
     def __init__(self, hash_name: str, secret: bytes) -> None:
-        new, block_size = _HASHES[hash_name]
+        new, block_size = HASHES[hash_name], _BLOCK_SIZES[hash_name]
         if len(secret) > block_size:
             secret = new(secret).digest()
         key = secret.ljust(block_size, b"\0")
