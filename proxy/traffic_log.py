@@ -173,7 +173,9 @@ class TrafficLog:
     def _run(self) -> None:
         assert self._file is not None
         # One encoder for the run: json.dumps with options builds a new one per call.
-        dumps = json.JSONEncoder(ensure_ascii=False).encode
+        # Records are fresh dicts and lists built by the proxy, never cyclic, so the
+        # encoder's cycle bookkeeping is skipped (about 1% of the proxy's work).
+        dumps = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
         while True:
             batch = [self._queue.get()]  # idle: sleep until a record comes
             if batch[0] is not None:
