@@ -169,7 +169,11 @@ class Connection:
         if data:
             # An empty record would carry nothing, and some peers read stray
             # bytes on an idle connection as a reason to drop it.
-            self._records.seal(_APPLICATION_DATA, data, self._out)
+            try:
+                self._records.seal(_APPLICATION_DATA, data, self._out)
+            except ProtocolError as exc:  # the sequence number ran out
+                self._fail(exc)
+                raise
 
     def close(self) -> None:
         """Queue close_notify (once); nothing may be sent after it."""

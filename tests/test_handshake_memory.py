@@ -16,6 +16,8 @@ import tls_wire as wire
 from conftest import MemoryPair
 
 from handshake import (
+    AlertDescription,
+    AlertLevel,
     AlertReceived,
     ApplicationData,
     CipherSuite,
@@ -26,6 +28,7 @@ from handshake import (
     ConnectionClosed,
     Event,
     HandshakeComplete,
+    LocalProtocolError,
     ServerConfig,
     ServerConnection,
     ServerFinished,
@@ -239,3 +242,31 @@ def test_a_reused_receive_buffer(client_config: ClientConfig, server_config: Ser
     second = memoryview(buffer) if kind == "memoryview" else buffer
     events += pair.server.receive_data(second)
     assert b"".join(e.data for e in events if isinstance(e, ApplicationData)) == b"A" * 1000
+
+
+def test_sequence_numbers_never_wrap(client_config: ClientConfig,
+                                     server_config: ServerConfig) -> None:
+    """RFC 5246 §6.1: a sequence number must not wrap, and renegotiation (refused here) is
+    the only way on, so the connection ends. 2^64 records cannot be sent in a test: the
+    counters are moved to their last values, the one place these tests touch internals."""
+    last = 2**64 - 1
+    pair = MemoryPair.connected(client_config, server_config)
+    pair.client._records.write_cipher.seq = last - 1  # type: ignore[union-attr]
+    pair.server._records.read_cipher.seq = last - 1  # type: ignore[union-attr]
+    pair.client.send_application_data(b"the last record")
+    assert pair.server.receive_data(pair.client.data_to_send()) == [
+        ApplicationData(b"the last record")]
+    with pytest.raises(LocalProtocolError) as sending:
+        pair.client.send_application_data(b"one too many")
+    assert sending.value.alert is AlertDescription.internal_error
+    assert pair.client.data_to_send() == b""  # no key left to protect an alert with
+    assert pair.client.state == "failed"
+
+    pair = MemoryPair.connected(client_config, server_config)
+    pair.server._records.read_cipher.seq = last  # type: ignore[union-attr]
+    pair.client.send_application_data(b"one too many")
+    with pytest.raises(LocalProtocolError) as receiving:
+        pair.server.receive_data(pair.client.data_to_send())
+    assert receiving.value.alert is AlertDescription.internal_error
+    events = pair.client.receive_data(pair.server.data_to_send())
+    assert events[0] == AlertReceived(AlertLevel.fatal, AlertDescription.internal_error)
