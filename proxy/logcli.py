@@ -65,7 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters (all must match)")
-    group.add_argument("--host", help="origin host (exact, or a suffix like .example.com)")
+    group.add_argument("--host", help="origin host (exact, or a suffix like .example.com; "
+                                      "an IP address matches only itself)")
     group.add_argument("--method", help="request method, e.g. POST (case-insensitive)")
     group.add_argument("--status", help="status code or class: 404, 5xx, 2xx,3xx; "
                                         "'error' for exchanges without a response")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import ipaddress
 import json
 import os
 import re
@@ -36,6 +37,7 @@ __all__ = [
     "format_exchange",
     "format_full",
     "format_handshake",
+    "host_matches",
     "human_size",
     "parse_line",
     "read_records",
@@ -216,6 +218,33 @@ def exchange_host(record: Record) -> str:
         return ""
 
 
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names literally (``[v6]`` brackets allowed), or None for a name."""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """Does ``--host PATTERN`` select an exchange to ``host``?
+
+    A name matches itself; a leading dot selects a domain and its subdomains, as in
+    curl's --noproxy. Addresses have no domains: an IP pattern matches only that
+    address (compared as addresses, so ``::1`` matches ``0:0::1``), and a name or
+    suffix never matches an address (``.0.0.1`` does not select ``127.0.0.1``).
+    """
+    pattern, host = pattern.lower(), host.lower()
+    pattern_ip, host_ip = _ip(pattern), _ip(host)
+    if pattern_ip is not None or host_ip is not None:
+        return pattern_ip is not None and pattern_ip == host_ip
+    if pattern.startswith("."):
+        return host == pattern[1:] or host.endswith(pattern)
+    return host == pattern
+
+
 def exchange_status(record: Record) -> int | None:
     response = record.get("response")
     if isinstance(response, dict) and isinstance(response.get("status"), int):
@@ -264,14 +293,8 @@ class Filter:
         """Does this exchange record pass every filter?"""
         if not self._common(record):
             return False
-        if self.host is not None:
-            host = exchange_host(record).lower()
-            # A leading dot selects a domain and its subdomains, as in curl's --noproxy.
-            if self.host.startswith("."):
-                if not (host == self.host[1:] or host.endswith(self.host)):
-                    return False
-            elif host != self.host:
-                return False
+        if self.host is not None and not host_matches(self.host, exchange_host(record)):
+            return False
         method = str((record.get("request") or {}).get("method", "")).upper()
         if self.method is not None and method != self.method:
             return False

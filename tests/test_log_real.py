@@ -104,6 +104,10 @@ def test_show_one_line_per_exchange(run: RealRun) -> None:
 @pytest.mark.parametrize(("options", "count"), [
     (("--host", "127.0.0.1"), 5),  # the CONNECT tunnel's host counts
     (("--host", "localhost"), 1),
+    (("--host", "0.0.1"), 0),  # no domain-suffix rule for addresses
+    (("--host", ".0.0.1"), 0),
+    (("--host", "1"), 0),
+    (("--host", ".1"), 0),
     (("--method", "PUT"), 1),
     (("--method", "post"), 1),
     (("--method", "CONNECT"), 1),

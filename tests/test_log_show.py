@@ -75,6 +75,44 @@ def test_filters(capsys: pytest.CaptureFixture[str], log: Path, options: tuple[s
     assert paths == expected_urls
 
 
+def ip_and_name_records() -> list[dict[str, object]]:
+    urls = ["http://127.0.0.1:8080/v4", "http://10.0.0.1:8080/ten", "http://[::1]:8080/v6",
+            "http://example.com:8080/apex", "http://api.example.com:8080/api"]
+    records: list[dict[str, object]] = [connection("c000001")]
+    records += [exchange("c000001", i, url=url) for i, url in enumerate(urls, 1)]
+    # CONNECT to an IPv6 origin: the tunnel's host, as forward.py records it (no brackets).
+    records.append(exchange("c000001", 6, method="CONNECT", url="[0:0::1]:443", status=200,
+                            tunnel={"host": "0:0::1", "port": 443, "bytes_up": 1,
+                                    "bytes_down": 1}))
+    return records
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    # The domain-suffix rule is for names; an address matches only itself.
+    ("0.0.1", []),
+    (".0.0.1", []),
+    ("1", []),
+    (".1", []),
+    ("0.1", []),
+    ("127.0.0.1", ["/v4"]),
+    ("10.0.0.1", ["/ten"]),
+    ("::1", ["/v6", "CONNECT"]),          # compared as addresses, not as text
+    ("[::1]", ["/v6", "CONNECT"]),
+    ("0:0:0:0:0:0:0:1", ["/v6", "CONNECT"]),
+    (":1", []),
+    (".example.com", ["/apex", "/api"]),       # names keep the suffix rule
+    ("example.com", ["/apex"]),
+    ("EXAMPLE.com", ["/apex"]),
+])
+def test_host_filter_treats_ip_addresses_as_exact(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str, expected: list[str]) -> None:
+    path = write_log(tmp_path / "t.jsonl", ip_and_name_records())
+    lines = shown(capsys, path, "--host", host)
+    got = [line.split()[4] if line.split()[4] == "CONNECT" else line.split()[5].split(":8080")[1]
+           for line in lines]
+    assert got == expected
+
+
 def test_since_relative_is_counted_back_from_now(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     now = dt.datetime.now(dt.timezone.utc)
