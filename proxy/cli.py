@@ -81,7 +81,8 @@ def _serve_parser(sub: Any) -> None:
     _add(p, "--keylog", metavar="FILE",
          help="NSS key log for Wireshark (default: $SSLKEYLOGFILE if set)")
     _add(p, "--cipher-suites", kind="list", metavar="NAME",
-         help="allowed suites in preference order (repeatable)")
+         help="allowed suites in preference order (repeatable): IANA or OpenSSL "
+              "names, e.g. TLS_RSA_WITH_AES_256_GCM_SHA384 or AES256-GCM-SHA384")
     _add(p, "--require-ems", kind="flag", default=False,
          help="refuse clients without extended_master_secret (RFC 7627)")
     _add(p, "--handshake-timeout", kind="float", minimum=0.001, default=10.0, metavar="S",
@@ -136,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
         DEFAULT_ALLOWED_CLIENTS,
         ProxyConfig,
         basic_credentials,
+        parse_cipher_suites,
         parse_host_port,
         parse_networks,
         read_auth_file,
@@ -156,10 +158,13 @@ def config_from_args(args: argparse.Namespace) -> Any:
         if not p.isdigit() or not 0 < int(p) < 65536:
             raise ValueError(f"--connect-port {p!r} is not a port number")
         ports.append(int(p))
+    suites_source = ("--cipher-suites" if args.cipher_suites is not None
+                     else ENV_PREFIX + "CIPHER_SUITES")
+    suites = parse_cipher_suites(_list(args, "cipher_suites"), suites_source)
     return ProxyConfig(
         listen_host=host, listen_port=port, cert=args.cert, key=args.key,
         traffic_log=args.traffic_log, keylog=args.keylog,
-        cipher_suites=tuple(_list(args, "cipher_suites")),
+        cipher_suites=suites,
         require_extended_master_secret=args.require_ems,
         handshake_timeout=args.handshake_timeout, idle_timeout=args.idle_timeout,
         header_timeout=args.header_timeout, connect_timeout=args.connect_timeout,

@@ -7,8 +7,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from handshake import CipherSuite
+
 __all__ = ["ProxyConfig", "DEFAULT_ALLOWED_CLIENTS", "parse_host_port", "parse_networks",
-           "basic_credentials", "read_auth_file"]
+           "basic_credentials", "read_auth_file", "cipher_suite", "parse_cipher_suites"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -52,6 +54,28 @@ def parse_networks(items: list[str] | tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
+# Each suite by its IANA name (the library's CipherSuite member) and by the name
+# OpenSSL, curl and Python's ssl use (CipherSuite.openssl_name); any case.
+_SUITES_BY_NAME = {name.upper(): suite for suite in CipherSuite
+                   for name in (suite.name, suite.openssl_name)}
+
+
+def cipher_suite(name: str, source: str = "--cipher-suites") -> CipherSuite:
+    """The suite ``name`` spells; ValueError naming ``source`` and the accepted spellings."""
+    try:
+        return _SUITES_BY_NAME[name.strip().upper()]
+    except KeyError:
+        accepted = ", ".join(f"{s.name} or {s.openssl_name}" for s in CipherSuite)
+        raise ValueError(f"{source}: {name!r} is not a cipher suite; accepted (any case): "
+                         f"{accepted}") from None
+
+
+def parse_cipher_suites(names: list[str] | tuple[str, ...],
+                        source: str = "--cipher-suites") -> tuple[str, ...]:
+    """IANA or OpenSSL suite names, any case, as the library's (IANA) names, in order."""
+    return tuple(cipher_suite(name, source).name for name in names)
+
+
 def basic_credentials(user_pass: str) -> bytes:
     """The exact Proxy-Authorization value a client sends for ``USER:PASS``."""
     if ":" not in user_pass:
@@ -75,7 +99,7 @@ class ProxyConfig:
     tls: bool = True
     traffic_log: str | None = None
     keylog: str | None = None
-    cipher_suites: tuple[str, ...] = ()          # names; empty = the library's default order
+    cipher_suites: tuple[str, ...] = ()  # IANA or OpenSSL names; empty = the library's default order
     require_extended_master_secret: bool = False
     # Timeouts in seconds.
     handshake_timeout: float = 10.0

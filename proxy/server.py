@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from handshake import CipherSuite, ServerConfig, ServerConnection
+from handshake import ServerConfig, ServerConnection
 
-from .config import ProxyConfig
+from .config import ProxyConfig, cipher_suite
 from .forward import ClientSession, ConnContext
 from .pool import OriginPool
 from .steps import step_record, tls_record
@@ -53,11 +53,7 @@ def build_tls_config(config: ProxyConfig, keylog: Callable[[str], None] | None =
         "keylog": keylog,
     }
     if config.cipher_suites:
-        try:
-            options["cipher_suites"] = tuple(CipherSuite[name] for name in config.cipher_suites)
-        except KeyError as exc:
-            raise ValueError(f"unknown cipher suite {exc.args[0]!r} (known: "
-                             f"{', '.join(s.name for s in CipherSuite)})") from None
+        options["cipher_suites"] = tuple(cipher_suite(name) for name in config.cipher_suites)
     return ServerConfig.from_pem_files(config.cert, config.key, **options)
 
 

@@ -26,7 +26,7 @@ def serve(certs: CertFiles, *args: str, env: dict[str, str] | None = None
     (("--max-connections", "-1"), {}, "--max-connections: '-1' is below the minimum of 1"),
     (("--idle-timeout", "-5"), {}, "--idle-timeout: '-5' is below the minimum"),
     (("--auth-file", "no-such-file"), {}, "cannot read the auth file 'no-such-file'"),
-    (("--cipher-suites", "FOO"), {}, "cannot set up TLS: unknown cipher suite 'FOO'"),
+    (("--cipher-suites", "FOO"), {}, "--cipher-suites: 'FOO' is not a cipher suite"),
 ])
 def test_bad_serve_settings(certs: CertFiles, args: tuple[str, ...], env: dict[str, str],
                             expected: str) -> None:

@@ -8,12 +8,14 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from conftest import make_cert_files
+import pytest
+from conftest import make_cert_files, python_client_context
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from proxy_helpers import BackgroundOrigin, read_log, start_serve
@@ -129,3 +131,39 @@ def test_sigterm_lets_a_slow_download_finish(certs, tmp_path: Path) -> None:
     assert ex["error"] is None and ex["response"]["status"] == 200
     assert ex["response"]["body"]["size"] == size
     json.dumps(ex)
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    (("--cipher-suites", "AES256-GCM-SHA384"), {}),                    # OpenSSL's name
+    (("--cipher-suites", "tls_rsa_with_aes_256_gcm_sha384"), {}),      # IANA's, any case
+    ((), {"HANDSHAKE_PROXY_CIPHER_SUITES": "aes256-gcm-sha384"}),
+])
+def test_cipher_suites_by_openssl_or_iana_name(certs, args: tuple[str, ...],
+                                               env: dict[str, str]) -> None:
+    proc, port, _ = start_serve("--listen", "127.0.0.1:0", "--cert", str(certs.chain_pem),
+                                "--key", str(certs.key_pem), *args, env={**os.environ, **env})
+    try:
+        # The client prefers AES128 and so does the proxy by default: AES256 is the option's doing.
+        context = python_client_context(certs.ca_pem, "AES128-GCM-SHA256:AES256-GCM-SHA384")
+        assert context.maximum_version == ssl.TLSVersion.TLSv1_2
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock, \
+                context.wrap_socket(sock, server_hostname="localhost") as tls:
+            assert tls.version() == "TLSv1.2"
+            assert tls.cipher()[0] == "AES256-GCM-SHA384"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize(("args", "env", "source"), [
+    (("--cipher-suites", "AES128-GCM-SHA256,AES256-SHA256"), {}, "--cipher-suites"),
+    ((), {"HANDSHAKE_PROXY_CIPHER_SUITES": "AES256-SHA256"}, "HANDSHAKE_PROXY_CIPHER_SUITES"),
+])
+def test_unknown_cipher_suite_is_one_line_with_the_accepted_names(
+        certs, args: tuple[str, ...], env: dict[str, str], source: str) -> None:
+    line = _serve_fails("--listen", "127.0.0.1:0", "--cert", str(certs.chain_pem),
+                        "--key", str(certs.key_pem), *args, env={**os.environ, **env})
+    assert f"{source}: 'AES256-SHA256' is not a cipher suite" in line
+    for name in ("TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256",
+                 "TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384"):
+        assert name in line
