@@ -238,10 +238,32 @@ def drive_client(conn: ClientConnection, sock: socket.socket,
 
 
 def free_port() -> int:
+    """A port to listen on right away (closing the probe frees it for whoever binds next)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+@contextlib.contextmanager
+def hold_refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for as long as the block runs.
+
+    A port found by binding and closing is free for any other process to take, and a
+    test expecting "connection refused" then races whatever listens there next. Here
+    the socket stays bound and never listens: Linux answers a SYN to it with RST, and
+    no one else can bind the port (we do not set SO_REUSEADDR) until the block ends.
+    """
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield int(holder.getsockname()[1])
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for the whole test."""
+    with hold_refused_port() as port:
+        yield port
 
 
 class OpenSSLServer:

@@ -98,12 +98,6 @@ def curl(rp: RunningProxy, *args: str, env: dict[str, str] | None = None,
     return subprocess.run(cmd, capture_output=True, timeout=timeout + 5, env=env)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class FakeOrigin:
     """A TCP server that answers each connection with ``behaviour(conn)`` in a thread."""
 

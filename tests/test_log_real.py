@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from conftest import hold_refused_port
 from haralyzer import HarParser
 from test_log_helpers import Proc, RealRun, child_env, cli, real_run
 
@@ -25,12 +26,6 @@ from proxy.logview import read_records
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "har-schema.json").read_text())
 UPLOAD = os.urandom(100_000)
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +42,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealRun]:
                       "--data-binary", f"@{tmp / 'upload.bin'}", "-H",
                       "Content-Type: application/octet-stream")
         assert done.returncode == 0, done.stderr
-        dead = closed_port()
-        done = r.curl(f"http://127.0.0.1:{dead}/nothing-here")
+        with hold_refused_port() as dead:
+            done = r.curl(f"http://127.0.0.1:{dead}/nothing-here")
         assert "502" in done.stdout or done.returncode == 0, done
         # Requests the proxy refuses with 400, sent raw over Python's ssl (a real TLS peer).
         assert raw_request(r, b"NOT A REQUEST LINE\r\n\r\n").startswith(b"HTTP/1.1 400")

@@ -15,7 +15,6 @@ from proxy_helpers import (
     RunningProxy,
     client_context,
     curl,
-    free_port,
     read_request_head,
     running_proxy,
 )
@@ -37,8 +36,8 @@ def _record(records: list[dict], url_part: str) -> dict:
     return rec
 
 
-def test_origin_refuses_connection_502(certs, tmp_path: Path) -> None:
-    port = free_port()  # nothing listens there
+def test_origin_refuses_connection_502(certs, tmp_path: Path, refused_port: int) -> None:
+    port = refused_port  # bound by the test, never listening: connections are refused
     with running_proxy(certs, tmp_path) as rp:
         status, _ = _status_then_normal(rp, f"http://127.0.0.1:{port}/closed")
         assert status == 502
@@ -209,8 +208,9 @@ def test_client_not_allowed_is_refused(certs, tmp_path: Path) -> None:
     assert json.dumps(rec)  # a plain JSON record
 
 
-def test_upload_to_a_closed_port_still_gets_its_502(certs, tmp_path: Path) -> None:
-    port = free_port()
+def test_upload_to_a_closed_port_still_gets_its_502(certs, tmp_path: Path,
+                                                   refused_port: int) -> None:
+    port = refused_port
     body = tmp_path / "body.bin"
     body.write_bytes(b"u" * 300_000)  # unread by anyone: the proxy drops it, then answers
     with running_proxy(certs, tmp_path) as rp:

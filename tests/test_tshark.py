@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import hold_refused_port
 from test_log_helpers import Proc, RealRun, real_run
 
 from proxy.logview import read_records
@@ -30,10 +31,9 @@ def tshark() -> str:
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealRun, Path]]:
     tmp = tmp_path_factory.mktemp("tshark")
     cap = tmp / "proxy.pcapng"
-    with real_run(tmp) as run:
+    with real_run(tmp) as run, hold_refused_port() as probe:
         # Only the client↔proxy leg: the proxy→origin leg is plain HTTP and must not
         # be what the decryption test finds.
-        probe = closed_port()
         sniffer = Proc([tshark(), "-i", "lo", "-f", f"tcp port {run.port} or tcp port {probe}",
                         "-w", str(cap)])
         try:
@@ -48,12 +48,6 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealRun,
             sniffer.stop(signal.SIGINT)
         run.stop()
         yield run, cap
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def knock_until_written(cap: Path, probe: int) -> None:
