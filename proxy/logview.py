@@ -373,7 +373,9 @@ def format_exchange(record: Record, color: bool = False) -> str:
     tunnel = record.get("tunnel")
     status = exchange_status(record)
     if isinstance(tunnel, dict):
-        target = f"{tunnel.get('host')}:{tunnel.get('port')}"
+        host = str(tunnel.get("host"))
+        # An IPv6 address is bracketed, as in a CONNECT target, so the port stays readable.
+        target = f"[{host}]:{tunnel.get('port')}" if ":" in host else f"{host}:{tunnel.get('port')}"
         sizes = f"{human_size(tunnel.get('bytes_up'))} / {human_size(tunnel.get('bytes_down'))}"
     else:
         target = str(request.get("url") or "-")

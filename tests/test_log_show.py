@@ -382,3 +382,9 @@ def test_follow_goes_on_after_the_log_is_rotated_or_truncated(tmp_path: Path) ->
     logview.show(str(path), logview.Filter(), logview.ShowOptions(), follow=True, out=Out(),
                  stop=stop)
     assert seen == ["http://h:1/before", "http://h:1/after-rotation", "http://h:1/after-truncation"]
+
+
+def test_an_ipv6_tunnel_target_is_bracketed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_log(tmp_path / "t.jsonl", ip_and_name_records())
+    connect_line = next(line for line in shown(capsys, path) if " CONNECT " in line)
+    assert " [0:0::1]:443 " in connect_line
