@@ -10,7 +10,7 @@ from pathlib import Path
 from handshake import CipherSuite
 
 __all__ = ["ProxyConfig", "DEFAULT_ALLOWED_CLIENTS", "parse_host_port", "parse_networks",
-           "basic_credentials", "read_auth_file", "cipher_suite", "parse_cipher_suites"]
+           "basic_credentials", "read_auth_file", "parse_cipher_suites"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -60,7 +60,7 @@ _SUITES_BY_NAME = {name.upper(): suite for suite in CipherSuite
                    for name in (suite.name, suite.openssl_name)}
 
 
-def cipher_suite(name: str, source: str = "--cipher-suites") -> CipherSuite:
+def _cipher_suite(name: str, source: str = "--cipher-suites") -> CipherSuite:
     """The suite ``name`` spells; ValueError naming ``source`` and the accepted spellings."""
     try:
         return _SUITES_BY_NAME[name.strip().upper()]
@@ -71,9 +71,9 @@ def cipher_suite(name: str, source: str = "--cipher-suites") -> CipherSuite:
 
 
 def parse_cipher_suites(names: list[str] | tuple[str, ...],
-                        source: str = "--cipher-suites") -> tuple[str, ...]:
-    """IANA or OpenSSL suite names, any case, as the library's (IANA) names, in order."""
-    return tuple(cipher_suite(name, source).name for name in names)
+                        source: str = "--cipher-suites") -> tuple[CipherSuite, ...]:
+    """The suites that IANA or OpenSSL names (any case) spell, in order."""
+    return tuple(_cipher_suite(name, source) for name in names)
 
 
 def basic_credentials(user_pass: str) -> bytes:
@@ -99,7 +99,7 @@ class ProxyConfig:
     tls: bool = True
     traffic_log: str | None = None
     keylog: str | None = None
-    cipher_suites: tuple[str, ...] = ()  # IANA or OpenSSL names; empty = the library's default order
+    cipher_suites: tuple[CipherSuite, ...] = ()  # empty = the library's default order
     require_extended_master_secret: bool = False
     # Timeouts in seconds.
     handshake_timeout: float = 10.0

@@ -18,7 +18,7 @@ from typing import Any
 
 from handshake import ServerConfig, ServerConnection
 
-from .config import ProxyConfig, cipher_suite
+from .config import ProxyConfig
 from .forward import ClientSession, ConnContext
 from .pool import OriginPool
 from .steps import step_record, tls_record
@@ -53,7 +53,7 @@ def build_tls_config(config: ProxyConfig, keylog: Callable[[str], None] | None =
         "keylog": keylog,
     }
     if config.cipher_suites:
-        options["cipher_suites"] = tuple(cipher_suite(name) for name in config.cipher_suites)
+        options["cipher_suites"] = config.cipher_suites
     return ServerConfig.from_pem_files(config.cert, config.key, **options)
 
 
