@@ -37,7 +37,6 @@ __all__ = [
     "format_exchange",
     "format_full",
     "format_handshake",
-    "host_matches",
     "human_size",
     "parse_line",
     "read_records",
@@ -228,21 +227,28 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def host_matches(pattern: str, host: str) -> bool:
-    """Does ``--host PATTERN`` select an exchange to ``host``?
+def _host_matcher(pattern: str) -> Callable[[str], bool]:
+    """What ``--host PATTERN`` selects, as a test of an exchange's host.
 
     A name matches itself; a leading dot selects a domain and its subdomains, as in
     curl's --noproxy. Addresses have no domains: an IP pattern matches only that
     address (compared as addresses, so ``::1`` matches ``0:0::1``), and a name or
     suffix never matches an address (``.0.0.1`` does not select ``127.0.0.1``).
     """
-    pattern, host = pattern.lower(), host.lower()
-    pattern_ip, host_ip = _ip(pattern), _ip(host)
-    if pattern_ip is not None or host_ip is not None:
-        return pattern_ip is not None and pattern_ip == host_ip
-    if pattern.startswith("."):
-        return host == pattern[1:] or host.endswith(pattern)
-    return host == pattern
+    pattern = pattern.lower()
+    address = _ip(pattern)
+    if address is not None:
+        return lambda host: _ip(host) == address
+    if not pattern.startswith("."):
+        # Not an address, so only a name can be equal to it.
+        return lambda host: host.lower() == pattern
+    domain = pattern[1:]
+
+    def in_domain(host: str) -> bool:
+        host = host.lower()
+        return (host == domain or host.endswith(pattern)) and _ip(host) is None
+
+    return in_domain
 
 
 def exchange_status(record: Record) -> int | None:
@@ -256,7 +262,7 @@ def exchange_status(record: Record) -> int | None:
 class Filter:
     """What `--host --method --status --since --conn` select; None = anything."""
 
-    host: str | None = None
+    host: Callable[[str], bool] | None = None
     method: str | None = None
     status: Callable[[int | None], bool] | None = None
     since: dt.datetime | None = None
@@ -266,7 +272,7 @@ class Filter:
     def from_options(cls, host: str | None = None, method: str | None = None,
                      status: str | None = None, since: str | None = None,
                      conn: str | None = None, now: dt.datetime | None = None) -> Filter:
-        return cls(host=host.lower() if host else None,
+        return cls(host=_host_matcher(host) if host else None,
                    method=method.upper() if method else None,
                    status=_status_matcher(status) if status else None,
                    since=parse_since(since, now) if since else None,
@@ -293,7 +299,7 @@ class Filter:
         """Does this exchange record pass every filter?"""
         if not self._common(record):
             return False
-        if self.host is not None and not host_matches(self.host, exchange_host(record)):
+        if self.host is not None and not self.host(exchange_host(record)):
             return False
         method = str((record.get("request") or {}).get("method", "")).upper()
         if self.method is not None and method != self.method:
