@@ -48,15 +48,17 @@ def main(argv: list[str] | None = None) -> int:
         client_config, server_config = make_configs(
             Path(tmp), CipherSuite.TLS_RSA_WITH_AES_128_GCM_SHA256)
 
-    server_module.os = _FixedRandom  # type: ignore[assignment]
-    real_decrypt = server_module.decrypt_pre_master_secret
+    # The module's own namespace: its names are patched where the server looks them up.
+    server_globals = vars(server_module)
+    server_globals["os"] = _FixedRandom
+    real_decrypt = server_globals["decrypt_pre_master_secret"]
     recorded: list[bytes] = []
 
     def record_decrypt(key, encrypted, client_version):  # type: ignore[no-untyped-def]
         recorded.append(real_decrypt(key, encrypted, client_version))
         return recorded[-1]
 
-    server_module.decrypt_pre_master_secret = record_decrypt
+    server_globals["decrypt_pre_master_secret"] = record_decrypt
     client = ClientConnection(client_config)
     client.start_handshake()
     hello = client.data_to_send()
@@ -69,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (client.handshake_complete and server.handshake_complete):
         raise RuntimeError("the recorded handshake did not complete")
     if args.with_rsa:
-        server_module.decrypt_pre_master_secret = real_decrypt
+        server_globals["decrypt_pre_master_secret"] = real_decrypt
     else:
-        server_module.decrypt_pre_master_secret = lambda key, encrypted, version: recorded[0]
+        server_globals["decrypt_pre_master_secret"] = lambda key, encrypted, version: recorded[0]
 
     def replay() -> None:
         server = ServerConnection(server_config)

@@ -14,17 +14,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxy.config import ProxyConfig
 from proxy.demo import Background
 from proxy.traffic_log import TrafficLog
 
+if TYPE_CHECKING:
+    from conftest import CertFiles
+
 
 class RunningProxy:
     """The proxy (our TLS) and the echo origin on free 127.0.0.1 ports."""
 
-    def __init__(self, certs: Any, tmp: Path, **overrides: Any) -> None:
+    def __init__(self, certs: CertFiles, tmp: Path, **overrides: Any) -> None:
         self.certs = certs
         self.log_path = tmp / "traffic.jsonl"
         config = ProxyConfig(listen_port=0, cert=str(certs.chain_pem), key=str(certs.key_pem),
@@ -76,7 +79,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def running_proxy(certs: Any, tmp: Path, **overrides: Any) -> Iterator[RunningProxy]:
+def running_proxy(certs: CertFiles, tmp: Path, **overrides: Any) -> Iterator[RunningProxy]:
     rp = RunningProxy(certs, tmp, **overrides)
     try:
         yield rp

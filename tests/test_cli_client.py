@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import CertFiles
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from proxy_helpers import BackgroundOrigin, client_context, start_serve
@@ -83,14 +84,15 @@ def test_certs_command_then_serve_then_client_trace(tmp_path: Path) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
                 client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             assert tls.version() == "TLSv1.2"
-            assert tls.cipher()[0] in ("AES128-GCM-SHA256", "AES256-GCM-SHA384")
+            cipher = tls.cipher()
+            assert cipher is not None and cipher[0] in ("AES128-GCM-SHA256", "AES256-GCM-SHA384")
     finally:
         proc.terminate()
         proc.wait(timeout=20)
         origin.close()
 
 
-def test_client_refuses_an_untrusted_proxy(certs, tmp_path: Path) -> None:
+def test_client_refuses_an_untrusted_proxy(certs: CertFiles, tmp_path: Path) -> None:
     other = tmp_path / "other"
     assert cli("certs", "--out", str(other)).returncode == 0
     origin = BackgroundOrigin()

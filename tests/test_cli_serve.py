@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_cert_files, python_client_context
+from conftest import CertFiles, make_cert_files, python_client_context
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from proxy_helpers import BackgroundOrigin, read_log, start_serve
@@ -35,7 +35,7 @@ def _serve_fails(*args: str, env: dict[str, str] | None = None) -> str:
     return lines[0]
 
 
-def test_startup_prints_address_subject_fingerprint(certs, tmp_path: Path) -> None:
+def test_startup_prints_address_subject_fingerprint(certs: CertFiles, tmp_path: Path) -> None:
     proc, port, lines = start_serve("--listen", "127.0.0.1:0", "--cert", str(certs.chain_pem),
                                     "--key", str(certs.key_pem))
     try:
@@ -44,15 +44,16 @@ def test_startup_prints_address_subject_fingerprint(certs, tmp_path: Path) -> No
         fingerprint = lines[2].split(": ", 1)[1]
         der = certs.cert.cert_chain_pems[0].bytes()
         from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
         leaf = x509.load_pem_x509_certificate(der)
-        expected = leaf.fingerprint(leaf.signature_hash_algorithm).hex()  # sha256 for trustme
+        expected = leaf.fingerprint(hashes.SHA256()).hex()
         assert fingerprint.replace(":", "").lower() == expected
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
 
 
-def test_configuration_errors_exit_nonzero_with_one_line(certs, tmp_path: Path) -> None:
+def test_configuration_errors_exit_nonzero_with_one_line(certs: CertFiles, tmp_path: Path) -> None:
     chain, key = str(certs.chain_pem), str(certs.key_pem)
     assert "no such file" in _serve_fails("--listen", "127.0.0.1:0", "--cert",
                                           str(tmp_path / "missing.pem"), "--key", key)
@@ -79,7 +80,7 @@ def test_configuration_errors_exit_nonzero_with_one_line(certs, tmp_path: Path) 
                                           "--key", key)
 
 
-def test_environment_variables_configure_serve(certs, tmp_path: Path) -> None:
+def test_environment_variables_configure_serve(certs: CertFiles, tmp_path: Path) -> None:
     log = tmp_path / "env-traffic.jsonl"
     env = dict(os.environ, HANDSHAKE_PROXY_LISTEN="127.0.0.1:0",
                HANDSHAKE_PROXY_CERT=str(certs.chain_pem), HANDSHAKE_PROXY_KEY=str(certs.key_pem),
@@ -100,7 +101,7 @@ def test_environment_variables_configure_serve(certs, tmp_path: Path) -> None:
     assert "hunter2" not in log.read_text()  # /bytes does not echo headers back
 
 
-def test_sigterm_lets_a_slow_download_finish(certs, tmp_path: Path) -> None:
+def test_sigterm_lets_a_slow_download_finish(certs: CertFiles, tmp_path: Path) -> None:
     log = tmp_path / "traffic.jsonl"
     size = 2_000_000
     origin = BackgroundOrigin()
@@ -138,7 +139,7 @@ def test_sigterm_lets_a_slow_download_finish(certs, tmp_path: Path) -> None:
     (("--cipher-suites", "tls_rsa_with_aes_256_gcm_sha384"), {}),      # IANA's, any case
     ((), {"HANDSHAKE_PROXY_CIPHER_SUITES": "aes256-gcm-sha384"}),
 ])
-def test_cipher_suites_by_openssl_or_iana_name(certs, args: tuple[str, ...],
+def test_cipher_suites_by_openssl_or_iana_name(certs: CertFiles, args: tuple[str, ...],
                                                env: dict[str, str]) -> None:
     proc, port, _ = start_serve("--listen", "127.0.0.1:0", "--cert", str(certs.chain_pem),
                                 "--key", str(certs.key_pem), *args, env={**os.environ, **env})
@@ -149,7 +150,8 @@ def test_cipher_suites_by_openssl_or_iana_name(certs, args: tuple[str, ...],
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock, \
                 context.wrap_socket(sock, server_hostname="localhost") as tls:
             assert tls.version() == "TLSv1.2"
-            assert tls.cipher()[0] == "AES256-GCM-SHA384"
+            cipher = tls.cipher()
+            assert cipher is not None and cipher[0] == "AES256-GCM-SHA384"
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
@@ -160,7 +162,7 @@ def test_cipher_suites_by_openssl_or_iana_name(certs, args: tuple[str, ...],
     ((), {"HANDSHAKE_PROXY_CIPHER_SUITES": "AES256-SHA256"}, "HANDSHAKE_PROXY_CIPHER_SUITES"),
 ])
 def test_unknown_cipher_suite_is_one_line_with_the_accepted_names(
-        certs, args: tuple[str, ...], env: dict[str, str], source: str) -> None:
+        certs: CertFiles, args: tuple[str, ...], env: dict[str, str], source: str) -> None:
     line = _serve_fails("--listen", "127.0.0.1:0", "--cert", str(certs.chain_pem),
                         "--key", str(certs.key_pem), *args, env={**os.environ, **env})
     assert f"{source}: 'AES256-SHA256' is not a cipher suite" in line

@@ -16,7 +16,7 @@ from packaging.specifiers import SpecifierSet
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+    import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 from proxy.cli import build_parser
 

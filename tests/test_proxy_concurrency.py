@@ -10,13 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import urllib3
+from conftest import CertFiles
 from proxy_helpers import client_context, running_proxy
 
 CLIENTS = 50
 REQUESTS = 20
 
 
-def test_50_clients_x_20_requests(certs, tmp_path: Path) -> None:
+def test_50_clients_x_20_requests(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
         ctx = client_context(certs.ca_pem)
 

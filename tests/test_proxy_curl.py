@@ -9,6 +9,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from conftest import CertFiles
 from proxy_helpers import curl, running_proxy
 
 from proxy.origin import pattern_sha256
@@ -16,7 +17,7 @@ from proxy.origin import pattern_sha256
 TEN_MIB = 10 * 1024 * 1024
 
 
-def test_get_through_proxy_rewrites_headers(certs, tmp_path: Path) -> None:
+def test_get_through_proxy_rewrites_headers(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
         r = curl(rp, "-H", "Connection: close, X-Hop", "-H", "X-Hop: secret",
                  "-H", "Keep-Alive: timeout=5", "-H", "Host: wrong.example",
@@ -46,7 +47,7 @@ def test_get_through_proxy_rewrites_headers(certs, tmp_path: Path) -> None:
     assert ex["tls"]["client_random"] == conn[0]["tls"]["client_random"]
 
 
-def test_post_10_mib_and_download_10_mib(certs, tmp_path: Path) -> None:
+def test_post_10_mib_and_download_10_mib(certs: CertFiles, tmp_path: Path) -> None:
     body = os.urandom(TEN_MIB)
     upload = tmp_path / "upload.bin"
     upload.write_bytes(body)
@@ -70,7 +71,7 @@ def test_post_10_mib_and_download_10_mib(certs, tmp_path: Path) -> None:
     assert down["response"]["body"]["size"] == TEN_MIB
 
 
-def test_chunked_response_and_chunked_upload(certs, tmp_path: Path) -> None:
+def test_chunked_response_and_chunked_upload(certs: CertFiles, tmp_path: Path) -> None:
     size = 3 * 1024 * 1024 + 17
     with running_proxy(certs, tmp_path) as rp:
         r = curl(rp, "-D", str(tmp_path / "headers.txt"), f"{rp.origin}/chunked/{size}")
@@ -86,7 +87,7 @@ def test_chunked_response_and_chunked_upload(certs, tmp_path: Path) -> None:
         assert json.loads(r.stdout)["body_sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_log_holds_the_client_random_curl_logged(certs, tmp_path: Path) -> None:
+def test_log_holds_the_client_random_curl_logged(certs: CertFiles, tmp_path: Path) -> None:
     keylog = tmp_path / "curl-keys.log"
     env = dict(os.environ, SSLKEYLOGFILE=str(keylog))
     with running_proxy(certs, tmp_path) as rp:
@@ -104,7 +105,7 @@ def test_log_holds_the_client_random_curl_logged(certs, tmp_path: Path) -> None:
     assert len({ex["conn"] for ex in exchanges}) == 1
 
 
-def test_proxy_keylog_matches_log(certs, tmp_path: Path) -> None:
+def test_proxy_keylog_matches_log(certs: CertFiles, tmp_path: Path) -> None:
     keylog = tmp_path / "proxy-keys.log"
     with running_proxy(certs, tmp_path, keylog=str(keylog)) as rp:
         assert curl(rp, f"{rp.origin}/k").returncode == 0
@@ -116,7 +117,7 @@ def test_proxy_keylog_matches_log(certs, tmp_path: Path) -> None:
     assert ex["tls"]["client_random"] == client_random.lower()
 
 
-def test_connect_tunnel_to_allowed_port_and_403_elsewhere(certs, tmp_path: Path) -> None:
+def test_connect_tunnel_to_allowed_port_and_403_elsewhere(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
         # Default: only 443 may be tunnelled to.
         r = curl(rp, "-p", "-o", "/dev/null", "-w", "%{http_connect}", f"{rp.origin}/t")
@@ -140,7 +141,7 @@ def test_connect_tunnel_to_allowed_port_and_403_elsewhere(certs, tmp_path: Path)
     assert tunnel["bytes_up"] > 0 and tunnel["bytes_down"] > len(r.stdout)
 
 
-def test_proxy_auth(certs, tmp_path: Path) -> None:
+def test_proxy_auth(certs: CertFiles, tmp_path: Path) -> None:
     from proxy.config import basic_credentials
     with running_proxy(certs, tmp_path, auth=frozenset({basic_credentials("alice:s3cret")})) as rp:
         r = curl(rp, "-i", f"{rp.origin}/a")
@@ -161,7 +162,7 @@ def test_proxy_auth(certs, tmp_path: Path) -> None:
     assert ["Proxy-Authorization", "[redacted]"] in ok["request"]["headers"]
 
 
-def test_head_204_and_a_close_delimited_http10_origin(certs, tmp_path: Path) -> None:
+def test_head_204_and_a_close_delimited_http10_origin(certs: CertFiles, tmp_path: Path) -> None:
     import socket
 
     from proxy_helpers import FakeOrigin, read_request_head

@@ -8,8 +8,10 @@ import socket
 import ssl
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import CertFiles
 from proxy_helpers import (
     FakeOrigin,
     RunningProxy,
@@ -31,12 +33,12 @@ def _status_then_normal(rp: RunningProxy, bad_url: str) -> tuple[int, bytes]:
     return status, r.stdout
 
 
-def _record(records: list[dict], url_part: str) -> dict:
+def _record(records: list[dict[str, Any]], url_part: str) -> dict[str, Any]:
     (rec,) = [r for r in records if r["type"] == "exchange" and r["request"]["url"].endswith(url_part)]
     return rec
 
 
-def test_origin_refuses_connection_502(certs, tmp_path: Path, refused_port: int) -> None:
+def test_origin_refuses_connection_502(certs: CertFiles, tmp_path: Path, refused_port: int) -> None:
     port = refused_port  # bound by the test, never listening: connections are refused
     with running_proxy(certs, tmp_path) as rp:
         status, _ = _status_then_normal(rp, f"http://127.0.0.1:{port}/closed")
@@ -49,7 +51,7 @@ def test_origin_refuses_connection_502(certs, tmp_path: Path, refused_port: int)
     assert "refused" in rec["error"]
 
 
-def test_silent_origin_504(certs, tmp_path: Path) -> None:
+def test_silent_origin_504(certs: CertFiles, tmp_path: Path) -> None:
     stop = threading.Event()
 
     def silent(conn: socket.socket) -> None:
@@ -70,7 +72,7 @@ def test_silent_origin_504(certs, tmp_path: Path) -> None:
     assert "did not answer within 1s" in rec["error"]
 
 
-def test_origin_sends_garbage_502(certs, tmp_path: Path) -> None:
+def test_origin_sends_garbage_502(certs: CertFiles, tmp_path: Path) -> None:
     def garbage(conn: socket.socket) -> None:
         read_request_head(conn)
         conn.sendall(b"THIS IS NOT HTTP\r\n\r\n")
@@ -88,7 +90,7 @@ def test_origin_sends_garbage_502(certs, tmp_path: Path) -> None:
     assert "origin sent an invalid response" in rec["error"]
 
 
-def test_origin_dies_mid_body_client_sees_abort(certs, tmp_path: Path) -> None:
+def test_origin_dies_mid_body_client_sees_abort(certs: CertFiles, tmp_path: Path) -> None:
     def dies(conn: socket.socket) -> None:
         read_request_head(conn)
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
@@ -118,7 +120,7 @@ def test_origin_dies_mid_body_client_sees_abort(certs, tmp_path: Path) -> None:
     assert rec["response"]["body"]["size"] == 1000
 
 
-def test_oversized_request_header_431(certs, tmp_path: Path) -> None:
+def test_oversized_request_header_431(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path, max_header_bytes=16 * 1024) as rp:
         r = curl(rp, "-i", "-H", "X-Big: " + "a" * 20000, f"{rp.origin}/big")
         assert r.stdout.startswith(b"HTTP/1.1 431 ")
@@ -153,7 +155,7 @@ def _raw_request(rp: RunningProxy, request: bytes) -> bytes:
     (b"http://:80/nohost", b"no host"),
     (b"http://127.0.0.1:99999/", b"bad port"),
 ])
-def test_bad_request_targets_400(certs, tmp_path: Path, target: bytes, why: bytes) -> None:
+def test_bad_request_targets_400(certs: CertFiles, tmp_path: Path, target: bytes, why: bytes) -> None:
     with running_proxy(certs, tmp_path) as rp:
         answer = _raw_request(rp, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400 "), answer
@@ -166,7 +168,7 @@ def test_bad_request_targets_400(certs, tmp_path: Path, target: bytes, why: byte
     assert why.decode() in rec["error"]
 
 
-def test_malformed_http_400(certs, tmp_path: Path) -> None:
+def test_malformed_http_400(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
         answer = _raw_request(rp, b"THIS IS NOT A REQUEST LINE\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400 "), answer
@@ -176,7 +178,7 @@ def test_malformed_http_400(certs, tmp_path: Path) -> None:
     assert rec["response"]["status"] == 400
 
 
-def test_bad_tls_gets_an_alert_and_a_connection_record(certs, tmp_path: Path) -> None:
+def test_bad_tls_gets_an_alert_and_a_connection_record(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
         ctx = ssl.create_default_context(cafile=str(certs.ca_pem))
         ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")  # no suite in common
@@ -197,7 +199,7 @@ def test_bad_tls_gets_an_alert_and_a_connection_record(certs, tmp_path: Path) ->
         "ECDHE_RSA_WITH_AES_128_GCM_SHA256" in json.dumps(hello["detail"])
 
 
-def test_client_not_allowed_is_refused(certs, tmp_path: Path) -> None:
+def test_client_not_allowed_is_refused(certs: CertFiles, tmp_path: Path) -> None:
     from proxy.config import parse_networks
     with running_proxy(certs, tmp_path, allowed_clients=parse_networks(["10.0.0.0/8"])) as rp:
         r = curl(rp, f"{rp.origin}/nope")
@@ -208,7 +210,7 @@ def test_client_not_allowed_is_refused(certs, tmp_path: Path) -> None:
     assert json.dumps(rec)  # a plain JSON record
 
 
-def test_upload_to_a_closed_port_still_gets_its_502(certs, tmp_path: Path,
+def test_upload_to_a_closed_port_still_gets_its_502(certs: CertFiles, tmp_path: Path,
                                                    refused_port: int) -> None:
     port = refused_port
     body = tmp_path / "body.bin"
@@ -220,7 +222,7 @@ def test_upload_to_a_closed_port_still_gets_its_502(certs, tmp_path: Path,
             assert r.stdout == b"502", (r.stdout, r.stderr)
 
 
-def test_stale_pooled_origin_connection_is_retried_once(certs, tmp_path: Path) -> None:
+def test_stale_pooled_origin_connection_is_retried_once(certs: CertFiles, tmp_path: Path) -> None:
     """An origin that closes a kept-alive connection when the next request arrives (its
     keep-alive timeout racing the request): a bodiless request is retried on a new one."""
     def once_per_connection(conn: socket.socket) -> None:
@@ -242,7 +244,7 @@ def test_stale_pooled_origin_connection_is_retried_once(certs, tmp_path: Path) -
     assert [r["response"]["status"] for r in records if r["type"] == "exchange"] == [200] * 3
 
 
-def test_client_dying_mid_upload_or_sending_a_bad_body(certs, tmp_path: Path,
+def test_client_dying_mid_upload_or_sending_a_bad_body(certs: CertFiles, tmp_path: Path,
                                                       capfd: pytest.CaptureFixture[str]) -> None:
     ctx = client_context(certs.ca_pem)
     with running_proxy(certs, tmp_path) as rp:

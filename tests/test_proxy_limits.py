@@ -6,6 +6,7 @@ import socket
 import ssl
 from pathlib import Path
 
+from conftest import CertFiles
 from proxy_helpers import client_context, curl, running_proxy
 
 
@@ -28,7 +29,7 @@ def _read_all(tls: ssl.SSLSocket) -> bytes:
     return data
 
 
-def test_slow_header_block_gets_408(certs, tmp_path: Path) -> None:
+def test_slow_header_block_gets_408(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path, header_timeout=0.5) as rp:
         with _tls(rp, certs.ca_pem) as tls:
             tls.sendall(b"GET http://127.0.0.1/ HTTP/1.1\r\nHost: x\r\n")  # never finished
@@ -40,7 +41,7 @@ def test_slow_header_block_gets_408(certs, tmp_path: Path) -> None:
     assert [r["response"]["status"] for r in records if r["type"] == "exchange"][0] == 408
 
 
-def test_silent_client_handshake_timeout(certs, tmp_path: Path) -> None:
+def test_silent_client_handshake_timeout(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path, handshake_timeout=0.5) as rp:
         with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw:
             assert raw.recv(100) == b""  # the proxy hung up
@@ -49,7 +50,7 @@ def test_silent_client_handshake_timeout(certs, tmp_path: Path) -> None:
     assert rec["type"] == "connection" and "no complete handshake within 0.5s" in rec["error"]
 
 
-def test_idle_keep_alive_connection_is_closed_with_close_notify(certs, tmp_path: Path) -> None:
+def test_idle_keep_alive_connection_is_closed_with_close_notify(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path, idle_timeout=0.5) as rp:
         # ragged_ok=False: an EOF without close_notify would raise SSLEOFError here.
         with _tls(rp, certs.ca_pem, ragged_ok=False) as tls:
@@ -62,7 +63,7 @@ def test_idle_keep_alive_connection_is_closed_with_close_notify(certs, tmp_path:
     assert len([r for r in records if r["type"] == "exchange"]) == 1
 
 
-def test_connection_cap(certs, tmp_path: Path) -> None:
+def test_connection_cap(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path, max_connections=2) as rp:
         first, second = _tls(rp, certs.ca_pem), _tls(rp, certs.ca_pem)
         try:

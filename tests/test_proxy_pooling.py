@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 import urllib3
+from conftest import CertFiles
 from proxy_helpers import client_context, running_proxy
 
 
-def test_httpx_keep_alive_one_handshake_one_origin_connection(certs, tmp_path: Path) -> None:
+def test_httpx_keep_alive_one_handshake_one_origin_connection(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
         proxy = httpx.Proxy(rp.url, ssl_context=client_context(certs.ca_pem))
         bodies = [os.urandom(n) for n in (0, 1, 1000, 70_000, 300_000)]
@@ -45,7 +46,7 @@ def test_httpx_keep_alive_one_handshake_one_origin_connection(certs, tmp_path: P
     assert all(e["timings"]["origin_connect_ms"] is None for e in exchanges[1:])
 
 
-def test_urllib3_proxy_manager_keep_alive(certs, tmp_path: Path) -> None:
+def test_urllib3_proxy_manager_keep_alive(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
         ctx = client_context(certs.ca_pem)
         # For http:// URLs urllib3 takes the proxy connection's context from ssl_context.
@@ -67,7 +68,7 @@ def test_urllib3_proxy_manager_keep_alive(certs, tmp_path: Path) -> None:
     assert rp.pool.opened == 1
 
 
-def test_requests_with_an_adapter_that_passes_the_context(certs, tmp_path: Path) -> None:
+def test_requests_with_an_adapter_that_passes_the_context(certs: CertFiles, tmp_path: Path) -> None:
     requests = pytest.importorskip("requests")  # not a test dependency of its own
     from requests.adapters import HTTPAdapter
 
