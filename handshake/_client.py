@@ -18,6 +18,7 @@ from ._constants import (
 from ._crypto import (
     Certificate,
     RSAPublicKey,
+    allows_key_encipherment,
     certificate_summary,
     encrypt_pre_master_secret,
     load_der_certificate,
@@ -159,6 +160,11 @@ class ClientConnection(Connection):
         if not isinstance(self._chain[0].public_key(), RSAPublicKey):
             raise CertificateError("server certificate has no RSA key, which RSA key transport "
                                    "needs", "invalid", AlertDescription.unsupported_certificate)
+        if not allows_key_encipherment(self._chain[0]):
+            # The pre-master secret would be encrypted to a key its owner did not allow for it.
+            raise CertificateError("server certificate's key usage does not allow "
+                                   "keyEncipherment, which RSA key transport needs", "invalid",
+                                   AlertDescription.unsupported_certificate)
         reason, message = verify_server_chain(self._chain, self.config.trust_anchors,
                                               self.config.server_name)
         if reason != "ok":

@@ -250,11 +250,15 @@ class Connection:
 
     def _handle_handshake_message(self, msg_type: HandshakeType, raw: bytes,
                                   events: list[Event]) -> None:
+        if msg_type is HandshakeType.hello_request and self.role is Role.CLIENT:
+            # RFC 5246 §7.4.1.1: an empty struct, ignored while a handshake is under way
+            # and never part of the transcript.
+            if len(raw) != 4:
+                raise RemoteProtocolError("HelloRequest with a body", AlertDescription.decode_error)
+            if self._state is not State.ESTABLISHED:
+                return
         if self._state is State.ESTABLISHED:
             self._refuse_renegotiation(msg_type)
-            return
-        if msg_type is HandshakeType.hello_request and self.role is Role.CLIENT:
-            # RFC 5246 §7.4.1.1: ignored while a handshake is under way.
             return
         peer = self.peer_role
         self._state = next_state(self._state, peer, msg_type, local_role=self.role)
@@ -300,7 +304,7 @@ class Connection:
         except ValueError:
             description = description_code
         events.append(AlertReceived(level, description))
-        if description == AlertDescription.close_notify:
+        if description == AlertDescription.close_notify and level is AlertLevel.warning:
             self._read_closed = True
             self._state = State.CLOSED
             # RFC 5246 §7.2.1: answer close_notify with our own.
@@ -310,9 +314,10 @@ class Connection:
             self._read_closed = True
             self._state = State.FAILED
             name = getattr(description, "name", str(description))
-            known = description if isinstance(description, AlertDescription) else None
-            self._error = RemoteProtocolError(f"peer sent fatal alert {name}",
-                                              known or AlertDescription.internal_error)
+            # Not `or`: close_notify is 0, and false.
+            known = (description if isinstance(description, AlertDescription)
+                     else AlertDescription.internal_error)
+            self._error = RemoteProtocolError(f"peer sent fatal alert {name}", known)
             events.append(ConnectionClosed(clean=False))
 
     # --- sending --------------------------------------------------------------------

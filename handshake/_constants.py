@@ -11,8 +11,10 @@ __all__ = ["AlertDescription", "AlertLevel", "CipherSuite", "ContentType", "Hand
 
 TLS12 = 0x0303
 TLS13 = 0x0304
-# Record-layer version on the very first ClientHello may be 0x0301 (RFC 5246 Appendix E.1).
-LEGACY_RECORD_VERSIONS = frozenset({0x0300, 0x0301, 0x0302, 0x0303})
+# Until the hellos fix the version, a record may carry any {03,XX}: clients put
+# 0x0301 or even a future version on their first ClientHello, and servers
+# must accept it (RFC 5246 Appendix E.1).
+RECORD_VERSION_MAJOR = 0x03
 
 MAX_PLAINTEXT = 2**14
 MAX_CIPHERTEXT = 2**14 + 2048  # RFC 5246 §6.2.3: TLSCiphertext.length limit
@@ -28,6 +30,7 @@ VERIFY_DATA_LEN = 12
 GCM_SALT_LEN = 4
 GCM_EXPLICIT_NONCE_LEN = 8
 GCM_TAG_LEN = 16
+# RFC 5246 §6.1: sequence numbers are uint64 and must not wrap.
 MAX_SEQUENCE_NUMBER = 2**64 - 1
 
 

@@ -101,6 +101,16 @@ def check_server_key(leaf: x509.Certificate, key: rsa.RSAPrivateKey,
         raise ValueError("the private key does not match the certificate's public key")
 
 
+def allows_key_encipherment(cert: x509.Certificate) -> bool:
+    """RFC 5246 §7.4.2: an RSA key-transport certificate with a key usage extension
+    must have keyEncipherment set; without the extension any use is allowed."""
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return usage.key_encipherment
+
+
 def certificate_summary(cert: x509.Certificate) -> tuple[str, str, int, bytes]:
     """Subject, issuer (RFC 4514), public key bits and SHA-256 fingerprint of a certificate."""
     public = cert.public_key()

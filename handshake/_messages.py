@@ -27,7 +27,6 @@ __all__ = [
     "decode_certificate",
     "decode_client_hello",
     "decode_client_key_exchange",
-    "decode_finished",
     "decode_server_hello",
     "decode_server_name",
     "encode_alpn",
@@ -341,9 +340,3 @@ def decode_client_key_exchange(body: bytes) -> bytes:
     if len(body) < 2 or len(body) != 2 + ((body[0] << 8) | body[1]):
         raise _decode_error("ClientKeyExchange")
     return body[2:]
-
-
-def decode_finished(body: bytes) -> bytes:
-    if len(body) != VERIFY_DATA_LEN:
-        raise _decode_error("Finished")
-    return body

@@ -16,11 +16,11 @@ import struct
 from ._constants import (
     GCM_EXPLICIT_NONCE_LEN,
     GCM_TAG_LEN,
-    LEGACY_RECORD_VERSIONS,
     MAX_CIPHERTEXT,
     MAX_PLAINTEXT,
     MAX_SEQUENCE_NUMBER,
     RECORD_HEADER_LEN,
+    RECORD_VERSION_MAJOR,
     TLS12,
     AlertDescription,
     ContentType,
@@ -59,7 +59,7 @@ class RecordCipher:
     def seal_into(self, content_type: int, plaintext: bytes | memoryview, out: list[bytes]) -> None:
         """Append one protected record to ``out`` (header, then the sealed fragment)."""
         seq = self.seq
-        if seq >= MAX_SEQUENCE_NUMBER:
+        if seq > MAX_SEQUENCE_NUMBER:
             raise _sequence_exhausted()
         self.seq = seq + 1
         length = len(plaintext)
@@ -74,7 +74,7 @@ class RecordCipher:
         if length < 0:
             raise RemoteProtocolError("protected record too short", AlertDescription.bad_record_mac)
         seq = self.seq
-        if seq >= MAX_SEQUENCE_NUMBER:
+        if seq > MAX_SEQUENCE_NUMBER:
             raise _sequence_exhausted()
         self.seq = seq + 1
         explicit_end = start + GCM_EXPLICIT_NONCE_LEN
@@ -105,8 +105,8 @@ class RecordLayer:
         self._inpos = 0
         self.read_cipher: RecordCipher | None = None
         self.write_cipher: RecordCipher | None = None
-        # Until ServerHello fixes the version, any SSL3/TLS1.x record version
-        # is accepted on input (RFC 5246 Appendix E.1).
+        # Until the hellos fix the version, any {03,XX} record version is
+        # accepted on input (RFC 5246 Appendix E.1).
         self.version_fixed = False
 
     # --- input --------------------------------------------------------------
@@ -157,7 +157,7 @@ class RecordLayer:
         if content_type not in _KNOWN_TYPES:
             raise RemoteProtocolError(f"unknown record content type {content_type}",
                                       AlertDescription.unexpected_message)
-        if version != TLS12 and (self.version_fixed or version not in LEGACY_RECORD_VERSIONS):
+        if version != TLS12 and (self.version_fixed or version >> 8 != RECORD_VERSION_MAJOR):
             raise RemoteProtocolError(f"record version 0x{version:04x}, expected TLS 1.2",
                                       AlertDescription.protocol_version)
         limit = MAX_CIPHERTEXT if self.read_cipher is not None else MAX_PLAINTEXT

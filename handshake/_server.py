@@ -146,8 +146,9 @@ class ServerConnection(Connection):
         if self.config.require_extended_master_secret and not self._ems:
             raise RemoteProtocolError("client does not support the extended master secret, "
                                       "which this server requires", AlertDescription.handshake_failure)
-        if client_alpn:
-            # RFC 7301 §3.2: no protocol in common is fatal.
+        if client_alpn and self.config.alpn_protocols:
+            # RFC 7301 §3.2: no protocol in common is fatal. A server configured with no
+            # protocols does not take part in ALPN, and ignores the extension.
             chosen = [p for p in self.config.alpn_protocols if p in client_alpn]
             if not chosen:
                 raise RemoteProtocolError(f"client offers ALPN {list(client_alpn)}, server speaks "

@@ -9,6 +9,7 @@ once the server protects its records), and nothing else was queued.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -185,12 +186,30 @@ def test_client_hello_offering_only_another_application_protocol(
     expect_fatal_alert(ServerConnection(server_config), record, AD.no_application_protocol)
 
 
-def test_legacy_record_version_on_the_first_client_hello_is_accepted(
-        server_config: ServerConfig) -> None:
-    # RFC 5246 Appendix E.1: a client may put 0x0301 in the first record's version.
+@pytest.mark.parametrize("version", [0x0300, 0x0301, 0x0302, 0x0304, 0x03FF])
+def test_any_03xx_record_version_on_the_first_client_hello_is_accepted(
+        server_config: ServerConfig, version: int) -> None:
+    # RFC 5246 Appendix E.1: servers MUST accept any {03,XX} as the record version of
+    # the ClientHello; clients use 0x0301, and a future one may use more.
     server = ServerConnection(server_config)
-    server.receive_data(wire.record(wire.HANDSHAKE, wire.client_hello(), version=0x0301))
+    server.receive_data(wire.record(wire.HANDSHAKE, wire.client_hello(), version=version))
     wire.ManualClient().read_server_hello_flight(server.data_to_send())
+
+
+@pytest.mark.parametrize("version", [0x0200, 0x0002, 0x0403])
+def test_a_record_version_outside_03xx_is_refused(server_config: ServerConfig,
+                                                  version: int) -> None:
+    record = wire.record(wire.HANDSHAKE, wire.client_hello(), version=version)
+    expect_fatal_alert(ServerConnection(server_config), record, AD.protocol_version)
+
+
+@pytest.mark.parametrize("version", [0x0301, 0x0304])
+def test_once_the_hellos_are_done_every_record_must_say_tls12(server_config: ServerConfig,
+                                                              version: int) -> None:
+    server, client = started(server_config)
+    record = client.key_exchange()
+    # ServerHello fixed the version at TLS 1.2 (RFC 5246 Appendix E.1).
+    expect_fatal_alert(server, record[:1] + wire.u16(version) + record[3:], AD.protocol_version)
 
 
 # -- truncated messages ------------------------------------------------------------------------
@@ -535,6 +554,20 @@ def test_peer_fatal_alert_ends_the_connection(server_config: ServerConfig) -> No
         server.receive_data(client.key_exchange())
 
 
+def test_close_notify_at_fatal_level_is_a_failure_not_a_clean_close(
+        server_config: ServerConfig) -> None:
+    # The level decides (RFC 5246 §7.2): a fatal alert ends the connection as failed, whatever
+    # its description, so a truncation cannot pass for an orderly close. OpenSSL agrees.
+    server, client = established(server_config)
+    events = server.receive_data(client.seal(wire.ALERT, bytes([FATAL, AD.close_notify])))
+    assert [type(e).__name__ for e in events] == ["AlertReceived", "ConnectionClosed"]
+    assert isinstance(events[-1], ConnectionClosed) and not events[-1].clean
+    assert server.data_to_send() == b""  # no close_notify in answer
+    with pytest.raises(ProtocolError) as info:
+        server.send_application_data(b"too late")
+    assert info.value.alert is AD.close_notify
+
+
 # -- what must be tolerated ---------------------------------------------------------------------
 
 def test_unknown_extensions_and_grease_values_are_ignored(server_config: ServerConfig) -> None:
@@ -564,3 +597,14 @@ def test_session_id_offered_gets_a_full_handshake(server_config: ServerConfig) -
     assert hello[35:35 + hello[34]] != session_id
     assert [t for t, _ in messages] == [wire.SERVER_HELLO, wire.CERTIFICATE,
                                         wire.SERVER_HELLO_DONE]
+
+
+def test_a_server_with_no_alpn_protocols_ignores_the_clients_offer(
+        server_config: ServerConfig) -> None:
+    # RFC 7301 §3.2's no_application_protocol is for a server that speaks ALPN and finds no
+    # protocol in common; one configured with none takes no part and answers without ALPN.
+    server = ServerConnection(dataclasses.replace(server_config, alpn_protocols=()))
+    exts = [e for e in wire.default_extensions() if not e.startswith(wire.u16(wire.EXT_ALPN))]
+    client = wire.ManualClient(extensions=exts + [wire.ext_alpn(["h2", "http/1.1"])])
+    client.handshake_with(server)
+    assert server.session is not None and server.session.alpn_protocol is None

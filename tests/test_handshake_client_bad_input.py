@@ -252,3 +252,32 @@ def test_hello_request_after_the_handshake_is_refused(client_config: ClientConfi
         events = session.client.receive_data(
             session.server_write.seal(wire.APPLICATION_DATA, b"still here"))
         assert events == [ApplicationData(b"still here")]
+
+
+def test_hello_request_during_the_handshake_is_ignored_unless_it_has_a_body(
+        client_config: ClientConfig, chain_der: list[bytes]) -> None:
+    # RFC 5246 §7.4.1.1: HelloRequest is an empty struct that a client ignores while it is
+    # negotiating; with a body it is malformed (§7.2.2: decode_error).
+    client = started_client(client_config)
+    assert client.receive_data(messages((wire.HELLO_REQUEST, b""))) == []
+    assert client.data_to_send() == b""
+    client.receive_data(flight(chain_der))
+    assert wire.parse_records(client.data_to_send())[0].content_type == wire.HANDSHAKE
+
+    expect_fatal_alert(started_client(client_config), messages((wire.HELLO_REQUEST, b"garbage")),
+                       AD.decode_error)
+
+
+def test_hello_request_with_a_body_after_the_handshake(client_config: ClientConfig,
+                                                       certs: CertFiles) -> None:
+    session = Session(client_config, certs)
+    session.client.receive_data(session.server_flight)
+    session.server_write.seq = 1  # after the server's Finished
+    with pytest.raises(RemoteProtocolError) as info:
+        session.client.receive_data(session.server_write.seal(
+            wire.HANDSHAKE, wire.handshake_message(wire.HELLO_REQUEST, b"\x00")))
+    assert info.value.alert is AD.decode_error
+    session.client_write.seq = 1
+    queued = wire.parse_records(session.client.data_to_send())
+    assert [(r.content_type, session.client_write.open(r)) for r in queued] == [
+        (wire.ALERT, bytes([2, AD.decode_error]))]

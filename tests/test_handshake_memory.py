@@ -251,8 +251,9 @@ def test_sequence_numbers_never_wrap(client_config: ClientConfig,
     counters are moved to their last values, the one place these tests touch internals."""
     last = 2**64 - 1
     pair = MemoryPair.connected(client_config, server_config)
-    pair.client._records.write_cipher.seq = last - 1  # type: ignore[union-attr]
-    pair.server._records.read_cipher.seq = last - 1  # type: ignore[union-attr]
+    # 2^64 - 1 itself is the last number a record may carry ("may not exceed").
+    pair.client._records.write_cipher.seq = last  # type: ignore[union-attr]
+    pair.server._records.read_cipher.seq = last  # type: ignore[union-attr]
     pair.client.send_application_data(b"the last record")
     assert pair.server.receive_data(pair.client.data_to_send()) == [
         ApplicationData(b"the last record")]
@@ -263,7 +264,7 @@ def test_sequence_numbers_never_wrap(client_config: ClientConfig,
     assert pair.client.state == "failed"
 
     pair = MemoryPair.connected(client_config, server_config)
-    pair.server._records.read_cipher.seq = last  # type: ignore[union-attr]
+    pair.server._records.read_cipher.seq = last + 1  # type: ignore[union-attr]
     pair.client.send_application_data(b"one too many")
     with pytest.raises(LocalProtocolError) as receiving:
         pair.server.receive_data(pair.client.data_to_send())
