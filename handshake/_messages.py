@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from ._constants import (
     RANDOM_LEN,
-    VERIFY_DATA_LEN,
     AlertDescription,
     HandshakeType,
 )
