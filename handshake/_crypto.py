@@ -99,6 +99,9 @@ def check_server_key(leaf: x509.Certificate, key: rsa.RSAPrivateKey,
     if not isinstance(public, rsa.RSAPublicKey) or (
             public.public_numbers() != key.public_key().public_numbers()):
         raise ValueError("the private key does not match the certificate's public key")
+    if not allows_key_encipherment(leaf):
+        raise ValueError("the certificate's key usage leaves out keyEncipherment, which RSA key "
+                         "transport needs (RFC 5246 §7.4.2); clients that check would refuse it")
 
 
 def allows_key_encipherment(cert: x509.Certificate) -> bool:

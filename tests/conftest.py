@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from handshake import (
     AlertDescription,
@@ -48,6 +52,41 @@ def make_cert_files(directory: Path, *names: str, key_size: int = 2048,
     cert.private_key_pem.write_to_path(str(key_pem))
     return CertFiles(ca, cert, ca_pem, chain_pem, key_pem)
 
+
+
+def make_leaf_with_key_usage(certs: CertFiles, directory: Path,
+                             key_encipherment: bool | None) -> tuple[Path, Path]:
+    """A localhost leaf signed by ``certs``' CA whose key usage is digitalSignature, plus
+    keyEncipherment if asked (None: no key usage extension at all), which trustme cannot
+    vary; returns the chain and key PEM paths."""
+    ca_key = serialization.load_pem_private_key(certs.ca.private_key_pem.bytes(), None)
+    assert isinstance(ca_key, rsa.RSAPrivateKey)
+    ca_cert = x509.load_pem_x509_certificate(certs.ca.cert_pem.bytes())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+               .issuer_name(ca_cert.subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(hours=1))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                              False))
+    if key_encipherment is not None:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=key_encipherment,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+    leaf = builder.sign(ca_key, hashes.SHA256())
+    directory.mkdir(parents=True)
+    chain, key_file = directory / "chain.pem", directory / "key.pem"
+    chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + certs.ca.cert_pem.bytes())
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return chain, key_file
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CertFiles, make_cert_files, python_client_context
+from conftest import CertFiles, make_cert_files, make_leaf_with_key_usage, python_client_context
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from proxy_helpers import BackgroundOrigin, read_log, start_serve
@@ -65,6 +65,9 @@ def test_configuration_errors_exit_nonzero_with_one_line(certs: CertFiles, tmp_p
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     assert "RSA" in _serve_fails("--listen", "127.0.0.1:0", "--cert", chain, "--key", str(ec_key))
+    signing_chain, signing_key = make_leaf_with_key_usage(certs, tmp_path / "signing-only", False)
+    assert "keyEncipherment" in _serve_fails("--listen", "127.0.0.1:0", "--cert",
+                                             str(signing_chain), "--key", str(signing_key))
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -25,12 +25,12 @@ from conftest import (
     MemoryPair,
     OpenSSLServer,
     drive_client,
+    expect_fatal_alert,
     make_cert_files,
+    make_leaf_with_key_usage,
 )
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
 from handshake import (
     AlertDescription,
@@ -242,57 +242,29 @@ def test_a_server_connection_works_with_the_same_certificates(
         assert isinstance(pair.server, ServerConnection)
 
 
-def leaf_with_key_usage(certs: CertFiles, directory: Path,
-                        usage: x509.KeyUsage | None) -> ServerConfig:
-    """A localhost leaf signed by ``certs``' CA whose key usage is ``usage`` (None: no extension)."""
-    ca_key = serialization.load_pem_private_key(certs.ca.private_key_pem.bytes(), None)
-    ca_cert = x509.load_pem_x509_certificate(certs.ca.cert_pem.bytes())
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-               .issuer_name(ca_cert.subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(hours=1))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                   ca_cert.public_key()), False))  # type: ignore[arg-type]
-    if usage is not None:
-        builder = builder.add_extension(usage, critical=True)
-    leaf = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    directory.mkdir()
-    chain, key_file = directory / "chain.pem", directory / "key.pem"
-    chain.write_bytes(leaf.public_bytes(serialization.Encoding.PEM) + certs.ca.cert_pem.bytes())
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return ServerConfig.from_pem_files(chain, key_file)
-
-
-def key_usage(key_encipherment: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(digital_signature=True, content_commitment=False,
-                         key_encipherment=key_encipherment, data_encipherment=False,
-                         key_agreement=False, key_cert_sign=False, crl_sign=False,
-                         encipher_only=False, decipher_only=False)
-
-
 def test_refuses_a_certificate_whose_key_usage_forbids_key_encipherment(
         certs: CertFiles, tmp_path: Path) -> None:
     # RFC 5246 §7.4.2: with RSA key transport, keyEncipherment MUST be set when key usage is
     # present; otherwise the client would encrypt its secret to a key not meant for it.
-    server_config = leaf_with_key_usage(certs, tmp_path / "signing-only", key_usage(False))
-    error = refused(ClientConfig.from_ca_file(certs.ca_pem, "localhost"), server_config,
-                    AlertDescription.unsupported_certificate)
-    assert error.reason == "invalid"
+    # Our server refuses to load such a certificate, so a hand-made flight carries it.
+    chain_pem, _ = make_leaf_with_key_usage(certs, tmp_path / "signing-only", False)
+    chain = [c.public_bytes(serialization.Encoding.DER)
+             for c in x509.load_pem_x509_certificates(chain_pem.read_bytes())]
+    client = ClientConnection(ClientConfig.from_ca_file(certs.ca_pem, "localhost"))
+    client.start_handshake()
+    client.data_to_send()
+    error = expect_fatal_alert(client, wire.handshake_records(wire.server_flight(chain)),
+                               AlertDescription.unsupported_certificate)
+    assert isinstance(error, CertificateError) and error.reason == "invalid"
     says(error, "keyencipherment")
 
 
-@pytest.mark.parametrize("usage", [key_usage(True), None], ids=["key-encipherment", "no-key-usage"])
+@pytest.mark.parametrize("key_encipherment", [True, None],
+                         ids=["key-encipherment", "no-key-usage"])
 def test_accepts_key_encipherment_or_no_key_usage_at_all(certs: CertFiles, tmp_path: Path,
-                                                         usage: x509.KeyUsage | None) -> None:
-    server_config = leaf_with_key_usage(certs, tmp_path / "leaf", usage)
+                                                         key_encipherment: bool | None) -> None:
+    server_config = ServerConfig.from_pem_files(
+        *make_leaf_with_key_usage(certs, tmp_path / "leaf", key_encipherment))
     pair = MemoryPair.connected(ClientConfig.from_ca_file(certs.ca_pem, "localhost"),
                                 server_config)
     assert pair.client.handshake_complete
