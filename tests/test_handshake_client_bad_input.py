@@ -10,6 +10,7 @@ log) check the server Finished and record protection on the client side.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 import tls_wire as wire
@@ -23,7 +24,7 @@ from handshake import (
     CipherSuite,
     ClientConfig,
     ClientConnection,
-    ProtocolError,
+    LocalProtocolError,
     RemoteProtocolError,
     ServerConfig,
     ServerConnection,
@@ -63,29 +64,65 @@ def test_hand_made_flight_is_accepted(client_config: ClientConfig, chain_der: li
                                                  wire.HANDSHAKE]
 
 
-SERVER_HELLO_CASES: dict[str, tuple[dict[str, object], tuple[AlertDescription, ...]]] = {
-    "version-tls11": ({"version": 0x0302}, (AD.protocol_version,)),
-    "version-tls13": ({"version": 0x0304}, (AD.protocol_version, AD.illegal_parameter)),
-    "suite-not-offered": ({"cipher_suite": 0x002F}, (AD.illegal_parameter,)),
-    "compression-deflate": ({"compression_method": 1}, (AD.illegal_parameter,)),
-    "session-id-33-bytes": ({"session_id": b"s" * 33}, (AD.decode_error,)),
-    "unsolicited-extension": ({"extensions": [wire.ext_renegotiation_info(),
-                                              wire.extension(0x1234, b"")]},
-                              (AD.unsupported_extension,)),
-    "alpn-not-offered": ({"extensions": [wire.ext_renegotiation_info(), wire.ext_alpn(["h2"])]},
-                         (AD.illegal_parameter, AD.no_application_protocol)),
+def with_renegotiation_info(*extensions: bytes) -> dict[str, object]:
+    """ServerHello options: the (required) empty renegotiation_info, then ``extensions``."""
+    return {"extensions": [wire.ext_renegotiation_info(), *extensions]}
+
+
+# The client offers server_name "localhost", extended_master_secret, renegotiation_info,
+# signature_algorithms and ALPN ["http/1.1"] (ClientConfig's defaults).
+SERVER_HELLO_CASES: dict[str, tuple[dict[str, object], AlertDescription]] = {
+    # RFC 5246 Appendix E.1: a server version the client does not support (lower or
+    # higher) "MUST send a protocol_version alert message and close the connection".
+    "version-tls11": ({"version": 0x0302}, AD.protocol_version),
+    "version-tls13": ({"version": 0x0304}, AD.protocol_version),
+    "suite-not-offered": ({"cipher_suite": 0x002F}, AD.illegal_parameter),
+    "compression-deflate": ({"compression_method": 1}, AD.illegal_parameter),
+    "session-id-33-bytes": ({"session_id": b"s" * 33}, AD.decode_error),
+    # RFC 5246 §7.4.1.4: an extension not requested "MUST abort ... unsupported_extension".
+    "unsolicited-extension": (with_renegotiation_info(wire.extension(0x1234, b"")),
+                              AD.unsupported_extension),
+    # The extension was offered but the protocol was not: a value the client never allowed,
+    # illegal_parameter (no_application_protocol is the server's alert, RFC 7301 §3.2).
+    "alpn-not-offered": (with_renegotiation_info(wire.ext_alpn(["h2"])), AD.illegal_parameter),
     "renegotiation_info-not-empty": ({"extensions": [wire.ext_renegotiation_info(b"x" * 24)]},
-                                     (AD.handshake_failure,)),
+                                     AD.handshake_failure),
+    # RFC 5246 §7.4.1.4: "MUST NOT be more than one extension of the same type"; both decode,
+    # so illegal_parameter, as on the server side.
     "duplicate-extension": ({"extensions": [wire.ext_renegotiation_info(),
                                             wire.ext_renegotiation_info()]},
-                            (AD.illegal_parameter, AD.decode_error)),
+                            AD.illegal_parameter),
+    # RFC 5746 §3.2: renegotiated_connection<0..255>, its length byte must fill the extension.
+    "renegotiation_info-length-wrong": (
+        {"extensions": [wire.extension(wire.EXT_RENEGOTIATION_INFO, b"\x01")]}, AD.decode_error),
+    # RFC 7627 §5.1: "The "extension_data" field of this extension is empty".
+    "extended_master_secret-with-data": (
+        with_renegotiation_info(wire.extension(wire.EXT_EXTENDED_MASTER_SECRET, b"\x00")),
+        AD.decode_error),
+    # RFC 7301 §3.1: the same ProtocolNameList syntax as in the ClientHello.
+    "alpn-list-length-wrong": (
+        with_renegotiation_info(wire.extension(wire.EXT_ALPN,
+                                               wire.u16(20) + wire.vec8(b"http/1.1"))),
+        AD.decode_error),
+    "alpn-name-overruns-the-list": (
+        with_renegotiation_info(wire.extension(wire.EXT_ALPN,
+                                               wire.vec16(wire.u8(20) + b"http/1.1"))),
+        AD.decode_error),
+    # RFC 7301 §3.1: the server's list contains "exactly one ProtocolName". Both names are
+    # ones the client offered, so only the count is wrong: illegal_parameter.
+    "alpn-two-names": (with_renegotiation_info(wire.ext_alpn(["http/1.1", "http/1.1"])),
+                       AD.illegal_parameter),
+    # RFC 6066 §3: a server that used the name answers with server_name whose
+    # "extension_data" field "SHALL be empty".
+    "server_name-ack-with-data": (with_renegotiation_info(wire.ext_server_name("localhost")),
+                                  AD.decode_error),
 }
 
 
 @pytest.mark.parametrize("name", SERVER_HELLO_CASES)
 def test_bad_server_hello(client_config: ClientConfig, chain_der: list[bytes], name: str) -> None:
-    hello, allowed = SERVER_HELLO_CASES[name]
-    expect_fatal_alert(started_client(client_config), flight(chain_der, **hello), *allowed)
+    hello, alert = SERVER_HELLO_CASES[name]
+    expect_fatal_alert(started_client(client_config), flight(chain_der, **hello), alert)
 
 
 def test_server_chooses_a_suite_offered_but_not_by_this_client(
@@ -103,46 +140,84 @@ def test_server_sends_ems_the_client_did_not_offer(certs: CertFiles,
     expect_fatal_alert(started_client(config), flight(chain_der), AD.unsupported_extension)
 
 
-def test_flight_out_of_order(client_config: ClientConfig, chain_der: list[bytes]) -> None:
-    cases = {
-        "no-certificate": messages((wire.SERVER_HELLO, wire.server_hello_body()),
-                                   (wire.SERVER_HELLO_DONE, b"")),
-        "server-key-exchange": messages((wire.SERVER_HELLO, wire.server_hello_body()),
-                                        (wire.CERTIFICATE, wire.certificate_body(chain_der)),
-                                        (12, b"\x03\x00\x17\x41" + b"\x04" * 65),
-                                        (wire.SERVER_HELLO_DONE, b"")),
-        "certificate-request": messages((wire.SERVER_HELLO, wire.server_hello_body()),
-                                        (wire.CERTIFICATE, wire.certificate_body(chain_der)),
-                                        (13, b"\x01\x01\x00\x02\x04\x01\x00\x00"),
-                                        (wire.SERVER_HELLO_DONE, b"")),
-        "client-hello": wire.handshake_records(wire.client_hello()),
-        "two-server-hellos": messages((wire.SERVER_HELLO, wire.server_hello_body()),
-                                      (wire.SERVER_HELLO, wire.server_hello_body())),
-    }
-    for name, data in cases.items():
-        error = expect_fatal_alert(started_client(client_config), data,
-                                    AD.unexpected_message, AD.handshake_failure)
-        assert error.alert is AD.unexpected_message or name == "certificate-request", name
+def test_start_handshake_twice(client_config: ClientConfig) -> None:
+    # API misuse: a second ClientHello would be a new handshake on the same connection.
+    # The caller's mistake: LocalProtocolError (internal_error), nothing sent to the peer.
+    client = started_client(client_config)
+    with pytest.raises(LocalProtocolError) as info:
+        client.start_handshake()
+    assert info.value.alert is AD.internal_error
+    assert info.value.args[0] == "the handshake was already started"
+    assert client.data_to_send() == b""
 
 
-def test_certificate_problems(client_config: ClientConfig, chain_der: list[bytes]) -> None:
-    hello = (wire.SERVER_HELLO, wire.server_hello_body())
-    done = (wire.SERVER_HELLO_DONE, b"")
+# RFC 5246 §7.4.3: ServerKeyExchange is not legal with RSA key transport; every case is a
+# message where the RFC 5246 §7.3 flight has none: unexpected_message (§7.2.2). The profile
+# has no client certificates (handshake/_state.py), so CertificateRequest has no place in
+# the client's state machine either.
+OUT_OF_ORDER_FLIGHTS: dict[str, Callable[[list[bytes]], bytes]] = {
+    "no-certificate": lambda chain: messages((wire.SERVER_HELLO, wire.server_hello_body()),
+                                             (wire.SERVER_HELLO_DONE, b"")),
+    "server-key-exchange": lambda chain: messages(
+        (wire.SERVER_HELLO, wire.server_hello_body()),
+        (wire.CERTIFICATE, wire.certificate_body(chain)),
+        (12, b"\x03\x00\x17\x41" + b"\x04" * 65),
+        (wire.SERVER_HELLO_DONE, b"")),
+    "certificate-request": lambda chain: messages(
+        (wire.SERVER_HELLO, wire.server_hello_body()),
+        (wire.CERTIFICATE, wire.certificate_body(chain)),
+        (13, b"\x01\x01\x00\x02\x04\x01\x00\x00"),
+        (wire.SERVER_HELLO_DONE, b"")),
+    "client-hello": lambda chain: wire.handshake_records(wire.client_hello()),
+    "two-server-hellos": lambda chain: messages((wire.SERVER_HELLO, wire.server_hello_body()),
+                                                (wire.SERVER_HELLO, wire.server_hello_body())),
+}
+
+
+@pytest.mark.parametrize("name", OUT_OF_ORDER_FLIGHTS)
+def test_flight_out_of_order(client_config: ClientConfig, chain_der: list[bytes],
+                             name: str) -> None:
+    expect_fatal_alert(started_client(client_config), OUT_OF_ORDER_FLIGHTS[name](chain_der),
+                       AD.unexpected_message)
+
+
+# Certificate bodies (RFC 5246 §7.4.2: ASN.1Cert certificate_list<0..2^24-1>, each
+# ASN.1Cert opaque<1..2^24-1>), built from the real chain.
+CERTIFICATE_CASES: dict[str, tuple[Callable[[list[bytes]], bytes], AlertDescription]] = {
+    # Well-formed but no certificate: RSA key transport has no key to encrypt to, so no
+    # acceptable security parameters (§7.2.2 handshake_failure; as for a missing client
+    # certificate, §7.4.6).
+    "empty-list": (lambda chain: wire.vec24(b""), AD.handshake_failure),
+    # A DER SEQUENCE that is no certificate: "A certificate was corrupt" (bad_certificate).
+    "not-a-certificate": (lambda chain: wire.certificate_body([b"\x30\x03\x02\x01\x00"]),
+                          AD.bad_certificate),
+    "byte-after-the-list": (lambda chain: wire.certificate_body(chain) + b"\x00",
+                            AD.decode_error),
+    "one-entry-empty": (lambda chain: wire.certificate_body([chain[0], b""]), AD.decode_error),
+    "entry-overruns-the-list": (
+        lambda chain: wire.vec24(wire.u24(len(chain[0]) + 10) + chain[0]), AD.decode_error),
+}
+
+
+@pytest.mark.parametrize("name", CERTIFICATE_CASES)
+def test_certificate_problems(client_config: ClientConfig, chain_der: list[bytes],
+                              name: str) -> None:
+    build, alert = CERTIFICATE_CASES[name]
     expect_fatal_alert(started_client(client_config),
-                        messages(hello, (wire.CERTIFICATE, wire.vec24(b"")), done),
-                        AD.handshake_failure, AD.bad_certificate, AD.decode_error)
+                       messages((wire.SERVER_HELLO, wire.server_hello_body()),
+                                (wire.CERTIFICATE, build(chain_der)),
+                                (wire.SERVER_HELLO_DONE, b"")),
+                       alert)
+
+
+def test_server_hello_done_with_a_body(client_config: ClientConfig,
+                                       chain_der: list[bytes]) -> None:
+    # RFC 5246 §7.4.5: "struct { } ServerHelloDone;": any body is the wrong length.
     expect_fatal_alert(started_client(client_config),
-                        messages(hello, (wire.CERTIFICATE,
-                                         wire.certificate_body([b"\x30\x03\x02\x01\x00"])), done),
-                        AD.bad_certificate, AD.decode_error)
-    expect_fatal_alert(started_client(client_config),
-                        messages(hello, (wire.CERTIFICATE,
-                                         wire.certificate_body(chain_der) + b"\x00"), done),
-                        AD.decode_error)
-    expect_fatal_alert(started_client(client_config),
-                        messages(hello, (wire.CERTIFICATE, wire.certificate_body(chain_der)),
-                                 (wire.SERVER_HELLO_DONE, b"\x00")),
-                        AD.decode_error)
+                       messages((wire.SERVER_HELLO, wire.server_hello_body()),
+                                (wire.CERTIFICATE, wire.certificate_body(chain_der)),
+                                (wire.SERVER_HELLO_DONE, b"\x00")),
+                       AD.decode_error)
 
 
 def test_server_hello_truncated_at_every_length(client_config: ClientConfig,
@@ -236,22 +311,21 @@ def test_hello_request_after_the_handshake_is_refused(client_config: ClientConfi
     session.server_write.seq = 1  # after the server's Finished
     hello_request = session.server_write.seal(wire.HANDSHAKE, wire.handshake_message(0, b""))
     session.client_write.seq = 1
-    try:
-        session.client.receive_data(hello_request)
-    except ProtocolError as error:
-        assert error.alert is AD.no_renegotiation
-        level = 2
-    else:
-        level = 1
-    # RFC 5246 §7.4.1.1 / §7.2.2: decline with a no_renegotiation alert (a warning by the RFC).
+    assert session.client.receive_data(hello_request) == []
+    # RFC 5246 §7.4.1.1 / §7.2.2: decline with no_renegotiation, which "is always a warning".
     queued = wire.parse_records(session.client.data_to_send())
     assert [(r.content_type, session.client_write.open(r)) for r in queued] == [
-        (wire.ALERT, bytes([level, AD.no_renegotiation]))]
-    if level == 1:
-        # A warning leaves the connection up: data keeps flowing (sealed with seq 2).
-        events = session.client.receive_data(
-            session.server_write.seal(wire.APPLICATION_DATA, b"still here"))
-        assert events == [ApplicationData(b"still here")]
+        (wire.ALERT, bytes([1, AD.no_renegotiation]))]
+    assert session.client.handshake_complete and session.client.state == "established"
+    # A warning leaves the connection up: data keeps flowing both ways (server seq 2,
+    # client seq 3 after its Finished and the alert).
+    events = session.client.receive_data(
+        session.server_write.seal(wire.APPLICATION_DATA, b"still here"))
+    assert events == [ApplicationData(b"still here")]
+    session.client.send_application_data(b"and back")
+    queued = wire.parse_records(session.client.data_to_send())
+    assert [(r.content_type, session.client_write.open(r)) for r in queued] == [
+        (wire.APPLICATION_DATA, b"and back")]
 
 
 def test_hello_request_during_the_handshake_is_ignored_unless_it_has_a_body(
