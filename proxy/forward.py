@@ -215,6 +215,13 @@ class ClientSession:
         except TimeoutError:
             record["error"] = "client stopped sending the request body"
             keep = False
+        except asyncio.CancelledError:
+            # Only shutdown cancels a connection's task. An exchange under way when the
+            # grace period ran out is logged as cut off, so the log still shows it.
+            if self.busy:
+                record["error"] = "cut off: the proxy shut down before the exchange finished"
+                self._finish_record(record, ex)
+            raise
         self._finish_record(record, ex)
         return keep
 
@@ -350,11 +357,7 @@ class _Exchange:
                     await self._upload(oc)
                 else:
                     self._origin_write(oc, oc.h11.send(h11.EndOfMessage()))
-                    try:
-                        await oc.writer.drain()
-                    except OSError as exc:
-                        raise _OriginGone(f"origin reset the connection "
-                                          f"({exc.strerror or exc})") from None
+                    await self._origin_drain(oc, "the request", stale_possible=True)
                 t_sent = time.perf_counter()
                 resp = await self._response_head(oc)
                 break
@@ -380,6 +383,22 @@ class _Exchange:
     def _origin_write(self, oc: OriginConnection, data: bytes | None) -> None:
         if data:
             oc.writer.write(data)
+
+    async def _origin_drain(self, oc: OriginConnection, what: str,
+                            stale_possible: bool = False) -> None:
+        """Wait until the origin takes ``what`` we wrote, for at most --origin-timeout: an
+        origin that stops reading must not hold the exchange (and the client) forever."""
+        try:
+            await within(oc.writer.drain(), self.cfg.origin_timeout)
+        except TimeoutError:
+            raise HttpError(504, f"origin stopped reading {what} for "
+                                 f"{self.cfg.origin_timeout:g}s") from None
+        except OSError as exc:
+            message = f"origin reset the connection while reading {what} " \
+                      f"({exc.strerror or exc})"
+            if stale_possible:
+                raise _OriginGone(message) from None  # a pooled connection may be retried
+            raise HttpError(502, message) from None
 
     async def _discard_request_body(self, limit: int = DISCARD_LIMIT) -> None:
         """Read (and drop) up to ``limit`` bytes of an unwanted request body.
@@ -410,18 +429,10 @@ class _Exchange:
             if type(ev) is h11.Data:
                 tap.update(ev.data)
                 writer.writelines(send(ev) or ())
-                try:
-                    await writer.drain()
-                except OSError as exc:
-                    raise HttpError(502, f"origin reset the connection during the upload "
-                                         f"({exc.strerror or exc})") from None
+                await self._origin_drain(oc, "the request body")
             elif type(ev) is h11.EndOfMessage:
                 writer.writelines(send(h11.EndOfMessage()) or ())
-                try:
-                    await writer.drain()
-                except OSError as exc:
-                    raise HttpError(502, f"origin reset the connection "
-                                         f"({exc.strerror or exc})") from None
+                await self._origin_drain(oc, "the request body")
                 return
             else:  # ConnectionClosed mid-body
                 raise _ClientGone("client closed the connection during the upload")
@@ -489,7 +500,7 @@ class _Exchange:
                     tap.update(ev.data)
                     pieces = send(ev) or [b""]
                     stream.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
-                    await stream.drain()
+                    await self._client_drain()
                 elif type(ev) is h11.EndOfMessage:
                     stream.write(h.send(h11.EndOfMessage()) or b"")
                     break
@@ -504,6 +515,14 @@ class _Exchange:
         self.record["timings"]["receive_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         s.ctx.pool.release(oc)
         return True
+
+    async def _client_drain(self) -> None:
+        """Wait until the client takes the response so far, for at most --idle-timeout."""
+        try:
+            await within(self.s.stream.drain(), self.cfg.idle_timeout)
+        except TimeoutError:
+            raise _Abort(f"client stopped reading the response for "
+                         f"{self.cfg.idle_timeout:g}s") from None
 
     async def _tunnel(self, req: h11.Request) -> bool:
         """CONNECT: an opaque byte pipe to an allowed port, counted both ways."""
@@ -544,7 +563,7 @@ class _Exchange:
                     return
                 counts[0] += len(data)
                 oc.writer.write(data)
-                await oc.writer.drain()
+                await within(oc.writer.drain(), idle)
 
         async def down() -> None:
             while True:
@@ -553,7 +572,7 @@ class _Exchange:
                     return
                 counts[1] += len(data)
                 s.stream.write(data)
-                await s.stream.drain()
+                await within(s.stream.drain(), idle)
 
         up_task = asyncio.ensure_future(up())
         down_task = asyncio.ensure_future(down())

@@ -164,9 +164,11 @@ class ProxyServer:
             self._tasks[task] = session_obj
             await session_obj.run()
         except asyncio.CancelledError:
-            # Shutdown of an idle connection: say goodbye properly.
+            # Shutdown: an idle connection gets a proper goodbye (close_notify); one cut off
+            # mid-exchange gets none, so the client cannot take a partial response as whole.
             if stream is not None:
-                stream.close(clean=True)
+                current = self._tasks.get(task)
+                stream.close(clean=current is None or not current.busy)
         except Exception:  # noqa: BLE001 - one connection's bug must not stop the proxy
             import traceback
             traceback.print_exc()

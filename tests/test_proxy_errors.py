@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +263,65 @@ def test_client_dying_mid_upload_or_sending_a_bad_body(certs: CertFiles, tmp_pat
     assert "client" in cut["error"] and cut["request"]["body"]["size"] == 1000
     assert _record(records, "/badchunk")["response"]["status"] == 400
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_origin_that_stops_reading_an_upload_gets_504(certs: CertFiles, tmp_path: Path) -> None:
+    # DESIGN §5, every wait has a timeout: writing a request body to an origin that no
+    # longer reads it is bounded by --origin-timeout, like waiting for its answer.
+    stop = threading.Event()
+
+    def stops_reading(conn: socket.socket) -> None:
+        read_request_head(conn)
+        stop.wait(30)  # never reads the body: the proxy's writes back up
+
+    origin = FakeOrigin(stops_reading)
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(bytes(32 * 1024 * 1024))
+    try:
+        with running_proxy(certs, tmp_path, origin_timeout=1.0) as rp:
+            r = curl(rp, "-T", str(upload), "-o", "/dev/null", "-w", "%{http_code}",
+                     f"http://127.0.0.1:{origin.port}/sink", timeout=20)
+            (rec,) = rp.exchanges("/sink")
+    finally:
+        stop.set()
+        origin.close()
+    assert rec["response"]["status"] == 504, (rec, r)
+    assert rec["error"] == "origin stopped reading the request body for 1s"
+    assert 0 < rec["request"]["body"]["size"] < upload.stat().st_size
+
+
+def test_client_that_stops_reading_the_response_is_cut_off(certs: CertFiles,
+                                                           tmp_path: Path) -> None:
+    # The download's back-pressure waits on the client; one that stops reading must not
+    # hold its connection (and an origin connection) forever: --idle-timeout bounds it.
+    with running_proxy(certs, tmp_path, idle_timeout=1.0) as rp:
+        with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw, \
+                client_context(certs.ca_pem).wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(f"GET {rp.origin}/bytes/2000000000 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            (rec,) = rp.exchanges("/bytes/2000000000")  # waits while the client reads nothing
+        assert curl(rp, f"{rp.origin}/after").returncode == 0
+    assert rec["error"] == "client stopped reading the response for 1s"
+    assert rec["response"]["status"] == 200
+    assert 0 < rec["response"]["body"]["size"] < 2_000_000_000
+
+
+def test_exchanges_cut_off_by_shutdown_are_logged(certs: CertFiles, tmp_path: Path) -> None:
+    # A download still running when the grace period ends is cut off: the client must see
+    # a truncation (no close_notify after a partial body) and the log must still show it.
+    with running_proxy(certs, tmp_path) as rp:
+        slow = subprocess.Popen(
+            ["curl", "-sS", "--proxy", rp.url, "--proxy-cacert", str(certs.ca_pem),
+             "-o", "/dev/null", f"{rp.origin}/slow/1000?seconds=20"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            rp.wait_for(lambda r: r["type"] == "connection")
+            time.sleep(0.5)  # the response head is out, the body is trickling
+            records = rp.stop()  # shutdown with a 2 s grace period
+            _, err = slow.communicate(timeout=20)
+        finally:
+            slow.kill()
+    assert slow.returncode != 0, err  # curl: transfer closed with bytes remaining
+    rec = _record(records, "/slow/1000?seconds=20")
+    assert rec["error"] == "cut off: the proxy shut down before the exchange finished"
+    assert rec["response"]["status"] == 200
+    assert rec["response"]["body"]["size"] < 1000
