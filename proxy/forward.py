@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from .messages import (
 )
 from .pool import OriginConnectError, OriginConnection, OriginConnectTimeout, OriginPool
 from .streams import Stream, within
-from .traffic_log import BodyTap, TrafficLog, header_pairs, utc_now_iso
+from .traffic_log import BodyTap, TrafficLog, header_pairs, target_for_log, utc_now_iso
 
 __all__ = ["ConnContext", "ClientSession"]
 
@@ -41,6 +42,13 @@ PROXY_AUTHENTICATE = (b"Proxy-Authenticate", b'Basic realm="handshake-proxy"')
 # Parsed absolute-form targets (frozen, so shared): clients repeat the same URLs.
 _TARGETS: dict[bytes, Target] = {}
 _BAD_HOST_BYTE = re.compile(rb"[\x00-\x20\x7f]")
+# h11 quotes what it could not parse as the repr of its buffer: bytearray(b'GARBAGE').
+_BUFFER_REPR = re.compile(r"bytearray\((b(['\"]).*?\2)\)")
+
+
+def _h11_problem(exc: h11.ProtocolError) -> str:
+    """h11's complaint, with the offending bytes shown as bytes rather than a Python object."""
+    return _BUFFER_REPR.sub(r"\1", str(exc))
 
 
 @dataclass
@@ -95,7 +103,7 @@ class ClientSession:
             except h11.RemoteProtocolError as exc:
                 if eof:
                     raise _ClientGone("client closed the connection mid-request") from None
-                raise HttpError(400, f"malformed request body: {exc}") from None
+                raise HttpError(400, f"malformed request body: {_h11_problem(exc)}") from None
             if ev is not h11.NEED_DATA:
                 return ev
             try:
@@ -180,7 +188,7 @@ class ClientSession:
                 if status == 431:
                     raise HttpError(431, f"request header block larger than "
                                          f"{self.cfg.max_header_bytes} bytes") from None
-                raise HttpError(400, f"malformed request: {exc}") from None
+                raise HttpError(400, f"malformed request: {_h11_problem(exc)}") from None
             if req is None:
                 return False
             self.ctx.exchanges += 1
@@ -285,7 +293,7 @@ class _Exchange:
 
     def set_request(self, req: h11.Request) -> None:
         self.record["request"] = {
-            "method": req.method.decode("latin-1"), "url": req.target.decode("latin-1"),
+            "method": req.method.decode("latin-1"), "url": target_for_log(req.target),
             "version": "HTTP/" + req.http_version.decode("latin-1"),
             "headers": header_pairs(req.headers.raw_items(), self.redact), "body": None,
         }
@@ -444,11 +452,13 @@ class _Exchange:
                 ev = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 if not head:
-                    raise _Abort(f"origin closed the connection mid-body ({exc})") from None
+                    raise _Abort(f"origin closed the connection mid-body ({_h11_problem(exc)})") \
+                        from None
                 if not self.origin_answered:
                     raise _OriginGone("origin closed the connection without responding") \
                         from None
-                raise HttpError(502, f"origin sent an invalid response: {exc}") from None
+                raise HttpError(502, f"origin sent an invalid response: {_h11_problem(exc)}") \
+                    from None
             if ev is not h11.NEED_DATA:
                 return ev
             try:
@@ -553,10 +563,25 @@ class _Exchange:
             oc.writer.write(trailing)
             counts[0] += len(trailing)
         idle = cfg.idle_timeout
+        last_activity = [time.monotonic()]
+
+        async def read_unless_idle(read: Callable[[], Awaitable[bytes]]) -> bytes:
+            # A tunnel is idle when no byte moves either way: a download's client sends
+            # nothing for minutes, and its silence alone must not close the tunnel.
+            while True:
+                left = last_activity[0] + idle - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                try:
+                    data = await within(read(), left)
+                except TimeoutError:
+                    continue  # the other direction may have moved meanwhile
+                last_activity[0] = time.monotonic()
+                return data
 
         async def up() -> None:
             while True:
-                data = await within(s.stream.read(), idle)
+                data = await read_unless_idle(s.stream.read)
                 if not data:
                     if oc.writer.can_write_eof():
                         oc.writer.write_eof()
@@ -567,7 +592,7 @@ class _Exchange:
 
         async def down() -> None:
             while True:
-                data = await within(oc.reader.read(READ_SIZE), idle)
+                data = await read_unless_idle(lambda: oc.reader.read(READ_SIZE))
                 if not data:
                     return
                 counts[1] += len(data)
@@ -591,6 +616,11 @@ class _Exchange:
             self.record["tunnel"] = {"host": host, "port": port, "bytes_up": counts[0],
                                      "bytes_down": counts[1]}
         for task in (up_task, down_task):
-            if not task.cancelled() and task.exception() is not None:
-                self.record["error"] = f"tunnel ended: {type(task.exception()).__name__}"
+            error = None if task.cancelled() else task.exception()
+            if isinstance(error, TimeoutError):
+                self.record["error"] = f"tunnel closed: no bytes either way for {idle:g}s"
+            elif isinstance(error, OSError):
+                self.record["error"] = f"tunnel ended: {error.strerror or error}"
+            elif error is not None:
+                self.record["error"] = f"tunnel ended: {type(error).__name__}: {error}"
         return False  # a tunnel ends its connection

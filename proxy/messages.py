@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 __all__ = ["HttpError", "Target", "parse_absolute_target", "parse_authority",
            "request_headers_upstream", "response_headers_downstream", "error_response_parts",
-           "credentials_ok", "VIA", "REASONS"]
+           "credentials_ok", "format_authority", "userinfo_span", "VIA", "REASONS"]
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -85,6 +85,31 @@ def parse_authority(authority: bytes, default_port: int | None) -> tuple[str, in
     return host_text, port
 
 
+def _authority_end(rest: bytes) -> int:
+    """Where the authority ends in ``rest``, a URL after its ``scheme://``."""
+    cut = len(rest)
+    for delim in (b"/", b"?", b"#"):
+        i = rest.find(delim)
+        if 0 <= i < cut:
+            cut = i
+    return cut
+
+
+def userinfo_span(target: bytes) -> tuple[int, int] | None:
+    """(start, end) of the user info (``user:password``, before ``@``) in an absolute-form
+    or authority-form target, or None. Such targets are refused, but still logged."""
+    scheme_end = target.find(b"://")
+    start = 0 if scheme_end < 0 else scheme_end + 3
+    authority_end = start + _authority_end(target[start:])
+    at = target.rfind(b"@", start, authority_end)
+    return (start, at) if at >= 0 else None
+
+
+def format_authority(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets so the port stays readable."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def parse_absolute_target(target: bytes) -> Target:
     """An absolute-form ``http://`` target (RFC 9112 §3.2.2) → where to connect and what to send."""
     if target.startswith(b"/"):
@@ -96,11 +121,7 @@ def parse_absolute_target(target: bytes) -> Target:
     if scheme.lower() != b"http":
         raise HttpError(400, f"unsupported scheme {scheme.decode('latin-1')!r}: only http:// "
                              "URLs are forwarded (https goes through CONNECT)")
-    cut = len(rest)
-    for delim in (b"/", b"?", b"#"):
-        i = rest.find(delim)
-        if 0 <= i < cut:
-            cut = i
+    cut = _authority_end(rest)
     authority, path = rest[:cut], rest[cut:]
     host, port = parse_authority(authority, 80)
     path = path.partition(b"#")[0]  # a fragment is never sent to a server
@@ -158,9 +179,14 @@ def error_response_parts(status: int, message: str, close: bool,
 
 
 def credentials_ok(value: bytes | None, accepted: frozenset[bytes]) -> bool:
-    """Constant-time comparison against every accepted ``Basic ...`` value."""
+    """Constant-time comparison against every accepted ``Basic ...`` value. The scheme's
+    name is case-insensitive (RFC 9110 §11.1), so ``basic`` works as ``Basic`` does."""
     if value is None:
         return False
+    scheme, _, credentials = value.strip().partition(b" ")
+    if scheme.lower() != b"basic":
+        return False
+    value = b"Basic " + credentials.strip()
     ok = False
     for candidate in accepted:
         ok |= hmac.compare_digest(value, candidate)

@@ -8,6 +8,7 @@ import time
 
 import h11
 
+from .messages import format_authority
 from .streams import within
 
 __all__ = ["OriginConnection", "OriginPool", "OriginConnectError", "OriginConnectTimeout"]
@@ -71,11 +72,11 @@ class OriginPool:
         except TimeoutError:
             raise OriginConnectTimeout(
                 f"origin did not accept the connection within {self.connect_timeout:g}s "
-                f"({host}:{port})") from None
+                f"({format_authority(host, port)})") from None
         except OSError as exc:
             reason = "refused the connection" if isinstance(exc, ConnectionRefusedError) \
                 else f"could not be reached: {exc.strerror or exc}"
-            raise OriginConnectError(f"origin {reason} ({host}:{port})") from None
+            raise OriginConnectError(f"origin {reason} ({format_authority(host, port)})") from None
         sock = writer.get_extra_info("socket")
         if sock is not None:
             # Small requests must not wait for Nagle's algorithm.

@@ -65,7 +65,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-__all__ = ["TrafficLog", "BodyTap", "utc_now_iso", "header_pairs"]
+from .messages import userinfo_span
+
+__all__ = ["TrafficLog", "BodyTap", "utc_now_iso", "header_pairs", "target_for_log"]
 
 Record = dict[str, Any]
 REDACTED = "[redacted]"
@@ -82,6 +84,16 @@ def header_pairs(raw: Iterable[tuple[bytes, bytes]], redact: frozenset[bytes]) -
         shown = REDACTED if name.lower() in redact else value.decode("latin-1")
         out.append([name.decode("latin-1"), shown])
     return out
+
+
+def target_for_log(target: bytes) -> str:
+    """The request target as the log shows it: user info in the URL (often a password)
+    is redacted, though the proxy refuses such requests."""
+    span = userinfo_span(target) if b"@" in target else None
+    if span is None:
+        return target.decode("latin-1")
+    start, end = span
+    return target[:start].decode("latin-1") + REDACTED + target[end:].decode("latin-1")
 
 
 _EMPTY_SHA256 = hashlib.sha256().hexdigest()

@@ -153,12 +153,15 @@ def test_proxy_auth(certs: CertFiles, tmp_path: Path) -> None:
         assert r.returncode == 0
         echo = json.loads(r.stdout)
         assert not any(h.lower().startswith("proxy-authorization") for h in echo["headers"])
+        # The scheme's name is case-insensitive (RFC 9110 §11.1).
+        r = curl(rp, "-H", "Proxy-Authorization: basic  YWxpY2U6czNjcmV0", f"{rp.origin}/d")
+        assert r.returncode == 0 and b'"/d"' in r.stdout, r
         records = rp.stop()
     text = rp.log_path.read_text()
     assert "s3cret" not in text and "YWxpY2U6czNjcmV0" not in text  # nor its base64
     statuses = [r["response"]["status"] for r in records if r["type"] == "exchange"]
-    assert statuses == [407, 407, 200]
-    ok = [r for r in records if r["type"] == "exchange"][-1]
+    assert statuses == [407, 407, 200, 200]
+    ok = [r for r in records if r["type"] == "exchange"][-2]
     assert ["Proxy-Authorization", "[redacted]"] in ok["request"]["headers"]
 
 

@@ -19,6 +19,7 @@ from proxy_helpers import (
     RunningProxy,
     client_context,
     curl,
+    read_log,
     read_request_head,
     running_proxy,
 )
@@ -174,10 +175,28 @@ def test_malformed_http_400(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
         answer = _raw_request(rp, b"THIS IS NOT A REQUEST LINE\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400 "), answer
-        assert b"malformed request" in answer
+        # h11's complaint quotes the bytes, not the Python object that held them.
+        assert b"malformed request: illegal request line: b'THIS IS NOT A REQUEST LINE'" in answer
+        assert b"bytearray" not in answer
         records = rp.stop()
     (rec,) = [r for r in records if r["type"] == "exchange"]
     assert rec["response"]["status"] == 400
+
+
+def test_user_info_in_a_url_is_refused_and_not_logged(certs: CertFiles, tmp_path: Path) -> None:
+    with running_proxy(certs, tmp_path) as rp:
+        answer = _raw_request(rp, f"GET http://alice:s3cret@127.0.0.1:{rp.origin_port}/x "
+                                  "HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"user info" in answer, answer
+        answer = _raw_request(rp, b"CONNECT bob:hunter2@127.0.0.1:443 HTTP/1.1\r\n"
+                                  b"Host: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        rp.stop()
+    text = rp.log_path.read_text()
+    assert "s3cret" not in text and "hunter2" not in text and "alice" not in text
+    urls = [r["request"]["url"] for r in read_log(rp.log_path) if r["type"] == "exchange"]
+    assert urls == [f"http://[redacted]@127.0.0.1:{rp.origin_port}/x",
+                    "[redacted]@127.0.0.1:443"]
 
 
 def test_bad_tls_gets_an_alert_and_a_connection_record(certs: CertFiles, tmp_path: Path) -> None:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
+import time
 from pathlib import Path
 
 from conftest import CertFiles
-from proxy_helpers import client_context, curl, running_proxy
+from proxy_helpers import (
+    FakeOrigin,
+    RunningProxy,
+    client_context,
+    curl,
+    read_request_head,
+    running_proxy,
+)
 
 
-def _tls(rp, ca: Path, ragged_ok: bool = True) -> ssl.SSLSocket:  # type: ignore[no-untyped-def]
+def _tls(rp: RunningProxy, ca: Path, ragged_ok: bool = True) -> ssl.SSLSocket:
     raw = socket.create_connection(("127.0.0.1", rp.port), timeout=10)
     return client_context(ca).wrap_socket(raw, server_hostname="localhost",
                                           suppress_ragged_eofs=ragged_ok)
@@ -75,3 +84,59 @@ def test_connection_cap(certs: CertFiles, tmp_path: Path) -> None:
         records = rp.stop()
     refused = [r for r in records if r["type"] == "connection" and r["error"]]
     assert len(refused) == 1 and "too many connections" in refused[0]["error"]
+
+
+def _open_tunnel(rp: RunningProxy, port: int) -> ssl.SSLSocket:
+    tls = _tls(rp, rp.certs.ca_pem)
+    tls.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += tls.recv(1)
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    return tls
+
+
+def test_a_tunnel_carrying_bytes_one_way_is_not_idle(certs: CertFiles, tmp_path: Path) -> None:
+    # A download through CONNECT: the client sends its request and then nothing for longer
+    # than --idle-timeout while the origin keeps sending. Idle means no byte either way.
+    def trickles(conn: socket.socket) -> None:
+        read_request_head(conn)
+        for i in range(8):
+            conn.sendall(b"chunk %d\n" % i)
+            time.sleep(0.3)
+        conn.close()
+
+    origin = FakeOrigin(trickles)
+    try:
+        with running_proxy(certs, tmp_path, idle_timeout=1.0,
+                           connect_ports=frozenset({origin.port})) as rp:
+            with _open_tunnel(rp, origin.port) as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                received = _read_all(tls)
+            (rec,) = rp.exchanges()
+    finally:
+        origin.close()
+    assert received == b"".join(b"chunk %d\n" % i for i in range(8))
+    assert rec["error"] is None
+    assert rec["tunnel"]["bytes_down"] == len(received)
+
+
+def test_a_silent_tunnel_is_closed_after_the_idle_timeout(certs: CertFiles,
+                                                          tmp_path: Path) -> None:
+    stop = threading.Event()
+
+    def silent(conn: socket.socket) -> None:
+        stop.wait(30)
+
+    origin = FakeOrigin(silent)
+    try:
+        with running_proxy(certs, tmp_path, idle_timeout=1.0,
+                           connect_ports=frozenset({origin.port})) as rp:
+            with _open_tunnel(rp, origin.port) as tls:
+                assert _read_all(tls) == b""  # closed by the proxy, not by this test
+            (rec,) = rp.exchanges()
+    finally:
+        stop.set()
+        origin.close()
+    assert rec["error"] == "tunnel closed: no bytes either way for 1s"
+
