@@ -28,12 +28,14 @@ from ._errors import CertificateError, LocalProtocolError, RemoteProtocolError
 from ._events import ClientFinished, ClientHello, Event, ServerFinished, ServerHello
 from ._messages import (
     ClientHelloMessage,
+    check_certificate_request,
     check_empty,
     decode_alpn,
     decode_certificate,
     decode_renegotiation_info,
     decode_server_hello,
     encode_alpn,
+    encode_certificate,
     encode_client_hello,
     encode_client_key_exchange,
     encode_server_name,
@@ -45,6 +47,7 @@ __all__ = ["ClientConnection"]
 # rsa_pkcs1_sha256, rsa_pss_rsae_sha256, rsa_pkcs1_sha384, rsa_pkcs1_sha512: sent because
 # some servers expect the extension; RSA key transport never uses it.
 _SIGNATURE_ALGORITHMS = bytes.fromhex("0008" "0401" "0804" "0501" "0601")
+_EMPTY_CERTIFICATE = encode_certificate([])
 _CERTIFICATE_ALERTS = {
     "untrusted": AlertDescription.certificate_unknown,
     "expired": AlertDescription.certificate_unknown,
@@ -66,6 +69,7 @@ class ClientConnection(Connection):
         self._alpn: str | None = None
         self._chain: list[Certificate] = []
         self._leaf_summary: tuple[str, str, int, bytes] = ("", "", 0, b"")
+        self._certificate_requested = False
 
     def start_handshake(self) -> list[Event]:
         """Queue the ClientHello; return the ClientHello event."""
@@ -106,6 +110,11 @@ class ClientConnection(Connection):
             self._on_certificate(body)
         elif msg_type is HandshakeType.server_hello_done:
             self._on_server_hello_done(body, events)
+        elif msg_type is HandshakeType.certificate_request:
+            # RFC 5246 §7.4.6: a client without a suitable certificate answers with an
+            # empty Certificate and carries on; the server decides whether that will do.
+            check_certificate_request(body)
+            self._certificate_requested = True
         else:  # Finished, already checked against the transcript
             events.append(ServerFinished(verify_data=body))
             self._complete(None if self.config.server_name_is_ip else self.config.server_name,
@@ -188,6 +197,8 @@ class ClientConnection(Connection):
         assert isinstance(public_key, RSAPublicKey)
         encrypted = encrypt_pre_master_secret(public_key, pre_master_secret)
         flight = bytearray()
+        if self._certificate_requested:
+            self._send_handshake(HandshakeType.certificate, _EMPTY_CERTIFICATE, flight)
         self._send_handshake(HandshakeType.client_key_exchange,
                              encode_client_key_exchange(encrypted), flight)
         self._flush_handshake(flight)

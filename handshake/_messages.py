@@ -330,6 +330,20 @@ def decode_certificate(body: bytes) -> list[bytes]:
     return chain
 
 
+def check_certificate_request(body: bytes) -> None:
+    """RFC 5246 §7.4.4, parsed only to reject a malformed one: we never send a certificate."""
+    what = "CertificateRequest"
+    r = Reader(body, what)
+    r.vector(1, 1)  # certificate_types
+    algorithms = r.vector(2, 2, 2**16 - 2)
+    if len(algorithms) % 2:
+        raise _decode_error(what)
+    authorities = Reader(r.vector(2), what)
+    r.expect_end()
+    while authorities.remaining:
+        authorities.vector(2, 1)  # DistinguishedName
+
+
 def encode_client_key_exchange(encrypted_pre_master_secret: bytes) -> bytes:
     return frame(HandshakeType.client_key_exchange, _vec(2, encrypted_pre_master_secret))
 

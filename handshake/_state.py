@@ -4,7 +4,9 @@ Both roles walk the same table: each state names who sends next and which
 message moves it on. A connection applies it to what it sends and to what
 it receives, so the table does not know which role it serves; a received
 message with no entry is an ``unexpected_message`` naming message, role and
-state (RFC 5246 §7.3, the full handshake without client certificates).
+state (RFC 5246 §7.3, the full handshake). Client certificates are not part
+of the profile: a server's CertificateRequest is answered with an empty
+Certificate (§7.4.6), and our server never asks.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class State(enum.Enum):
     AWAIT_SERVER_HELLO = "await ServerHello"
     AWAIT_CERTIFICATE = "await Certificate"
     AWAIT_SERVER_HELLO_DONE = "await ServerHelloDone"
+    AWAIT_SERVER_HELLO_DONE_AFTER_REQUEST = "await ServerHelloDone (certificate requested)"
+    AWAIT_CLIENT_CERTIFICATE = "await client Certificate"
     AWAIT_CLIENT_KEY_EXCHANGE = "await ClientKeyExchange"
     AWAIT_CLIENT_CHANGE_CIPHER_SPEC = "await client ChangeCipherSpec"
     AWAIT_CLIENT_FINISHED = "await client Finished"
@@ -46,21 +50,29 @@ class State(enum.Enum):
 CHANGE_CIPHER_SPEC = "ChangeCipherSpec"
 Message = HandshakeType | str
 
-_TRANSITIONS: dict[State, tuple[Role, Message, State]] = {
-    State.AWAIT_CLIENT_HELLO: (Role.CLIENT, HandshakeType.client_hello, State.AWAIT_SERVER_HELLO),
-    State.AWAIT_SERVER_HELLO: (Role.SERVER, HandshakeType.server_hello, State.AWAIT_CERTIFICATE),
-    State.AWAIT_CERTIFICATE: (Role.SERVER, HandshakeType.certificate, State.AWAIT_SERVER_HELLO_DONE),
-    State.AWAIT_SERVER_HELLO_DONE: (Role.SERVER, HandshakeType.server_hello_done,
-                                    State.AWAIT_CLIENT_KEY_EXCHANGE),
-    State.AWAIT_CLIENT_KEY_EXCHANGE: (Role.CLIENT, HandshakeType.client_key_exchange,
-                                      State.AWAIT_CLIENT_CHANGE_CIPHER_SPEC),
-    State.AWAIT_CLIENT_CHANGE_CIPHER_SPEC: (Role.CLIENT, CHANGE_CIPHER_SPEC,
-                                            State.AWAIT_CLIENT_FINISHED),
-    State.AWAIT_CLIENT_FINISHED: (Role.CLIENT, HandshakeType.finished,
-                                  State.AWAIT_SERVER_CHANGE_CIPHER_SPEC),
-    State.AWAIT_SERVER_CHANGE_CIPHER_SPEC: (Role.SERVER, CHANGE_CIPHER_SPEC,
-                                            State.AWAIT_SERVER_FINISHED),
-    State.AWAIT_SERVER_FINISHED: (Role.SERVER, HandshakeType.finished, State.ESTABLISHED),
+# (state, message) -> (who sends it, the state after it).
+_TRANSITIONS: dict[tuple[State, Message], tuple[Role, State]] = {
+    (State.AWAIT_CLIENT_HELLO, HandshakeType.client_hello): (Role.CLIENT, State.AWAIT_SERVER_HELLO),
+    (State.AWAIT_SERVER_HELLO, HandshakeType.server_hello): (Role.SERVER, State.AWAIT_CERTIFICATE),
+    (State.AWAIT_CERTIFICATE, HandshakeType.certificate): (Role.SERVER,
+                                                          State.AWAIT_SERVER_HELLO_DONE),
+    (State.AWAIT_SERVER_HELLO_DONE, HandshakeType.server_hello_done): (
+        Role.SERVER, State.AWAIT_CLIENT_KEY_EXCHANGE),
+    (State.AWAIT_SERVER_HELLO_DONE, HandshakeType.certificate_request): (
+        Role.SERVER, State.AWAIT_SERVER_HELLO_DONE_AFTER_REQUEST),
+    (State.AWAIT_SERVER_HELLO_DONE_AFTER_REQUEST, HandshakeType.server_hello_done): (
+        Role.SERVER, State.AWAIT_CLIENT_CERTIFICATE),
+    (State.AWAIT_CLIENT_CERTIFICATE, HandshakeType.certificate): (
+        Role.CLIENT, State.AWAIT_CLIENT_KEY_EXCHANGE),
+    (State.AWAIT_CLIENT_KEY_EXCHANGE, HandshakeType.client_key_exchange): (
+        Role.CLIENT, State.AWAIT_CLIENT_CHANGE_CIPHER_SPEC),
+    (State.AWAIT_CLIENT_CHANGE_CIPHER_SPEC, CHANGE_CIPHER_SPEC): (Role.CLIENT,
+                                                                  State.AWAIT_CLIENT_FINISHED),
+    (State.AWAIT_CLIENT_FINISHED, HandshakeType.finished): (
+        Role.CLIENT, State.AWAIT_SERVER_CHANGE_CIPHER_SPEC),
+    (State.AWAIT_SERVER_CHANGE_CIPHER_SPEC, CHANGE_CIPHER_SPEC): (Role.SERVER,
+                                                                  State.AWAIT_SERVER_FINISHED),
+    (State.AWAIT_SERVER_FINISHED, HandshakeType.finished): (Role.SERVER, State.ESTABLISHED),
 }
 
 
@@ -70,9 +82,9 @@ def _name(message: Message) -> str:
 
 def next_state(state: State, sender: Role, message: Message, *, local_role: Role) -> State:
     """The state after ``sender`` sends ``message``; raise if the table has no such move."""
-    entry = _TRANSITIONS.get(state)
-    if entry is not None and entry[0] is sender and entry[1] == message:
-        return entry[2]
+    entry = _TRANSITIONS.get((state, message))
+    if entry is not None and entry[0] is sender:
+        return entry[1]
     text = (f"{_name(message)} from the {sender.value} in state '{state.value}' "
             f"(we are the {local_role.value})")
     if sender is local_role:

@@ -322,6 +322,14 @@ def test_change_cipher_spec_before_key_exchange(server_config: ServerConfig) -> 
     expect_fatal_alert(server, client.change_cipher_spec(), AD.unexpected_message)
 
 
+def test_client_certificate_the_server_never_asked_for(server_config: ServerConfig) -> None:
+    # RFC 5246 §7.4.6: a client sends Certificate only after a CertificateRequest, which this
+    # server never sends; even an empty one is out of place.
+    server, _ = started(server_config)
+    expect_fatal_alert(server, wire.handshake_records(
+        wire.handshake_message(wire.CERTIFICATE, wire.vec24(b""))), AD.unexpected_message)
+
+
 def test_handshake_message_interleaved_with_another_content_type(
         server_config: ServerConfig) -> None:
     # DESIGN §2: no interleaving of other content types inside a fragmented handshake message.

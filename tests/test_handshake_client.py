@@ -91,6 +91,41 @@ def test_our_client_against_openssl_s_server(certs: CertFiles,
     assert f"Ciphersuite: {suite.openssl_name}" in out, out
 
 
+def test_a_server_asking_for_a_client_certificate_gets_an_empty_one(
+        certs: CertFiles, openssl_server: Callable[..., OpenSSLServer]) -> None:
+    # RFC 5246 §7.4.6: we have no client certificate, so we answer s_server's
+    # CertificateRequest (-verify: optional) with an empty Certificate and carry on.
+    server = openssl_server(certs.chain_pem, certs.key_pem, "-verify", "1",
+                            "-CAfile", str(certs.ca_pem))
+    conn = ClientConnection(ClientConfig.from_ca_file(certs.ca_pem, "localhost"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        conn.start_handshake()
+        drive_client(conn, sock, completed)
+        conn.send_application_data(b"no certificate\n")
+        drive_client(conn, sock, lambda ev: received(ev).endswith(b"etacifitrec on\n"))
+        conn.close()
+        sock.sendall(conn.data_to_send())
+        server.process.wait(timeout=IO_TIMEOUT)
+    out = server.stop()
+    assert "CONNECTION CLOSED" in out, out
+
+
+def test_a_server_requiring_a_client_certificate_refuses_us_with_an_alert(
+        certs: CertFiles, openssl_server: Callable[..., OpenSSLServer]) -> None:
+    server = openssl_server(certs.chain_pem, certs.key_pem, "-Verify", "1",
+                            "-CAfile", str(certs.ca_pem))
+    conn = ClientConnection(ClientConfig.from_ca_file(certs.ca_pem, "localhost"))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        conn.start_handshake()
+        events = drive_client(conn, sock, lambda ev: any(isinstance(e, ConnectionClosed)
+                                                         for e in ev))
+    out = server.stop()
+    # s_server got our empty Certificate (it parsed it: "did not return") and refused it.
+    assert AlertReceived(AlertLevel.fatal, AlertDescription.handshake_failure) in events, events
+    assert not conn.handshake_complete and conn.state == "failed"
+    assert "peer did not return a certificate" in out, out
+
+
 class PythonSSLServer:
     """Python's ``ssl`` as the server: reads a message, answers it upside down, then closes."""
 

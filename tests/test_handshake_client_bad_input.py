@@ -151,10 +151,13 @@ def test_start_handshake_twice(client_config: ClientConfig) -> None:
     assert client.data_to_send() == b""
 
 
+# RFC 5246 §7.4.4: certificate_types<1..2^8-1>, supported_signature_algorithms<2..2^16-2>,
+# certificate_authorities<0..2^16-1> of DistinguishedName<1..2^16-1>.
+GOOD_CERTIFICATE_REQUEST = wire.vec8(b"\x01") + wire.vec16(b"\x04\x01") + wire.vec16(b"")
+
 # RFC 5246 §7.4.3: ServerKeyExchange is not legal with RSA key transport; every case is a
-# message where the RFC 5246 §7.3 flight has none: unexpected_message (§7.2.2). The profile
-# has no client certificates (handshake/_state.py), so CertificateRequest has no place in
-# the client's state machine either.
+# message where the RFC 5246 §7.3 flight has none: unexpected_message (§7.2.2). A
+# CertificateRequest may come once, between Certificate and ServerHelloDone.
 OUT_OF_ORDER_FLIGHTS: dict[str, Callable[[list[bytes]], bytes]] = {
     "no-certificate": lambda chain: messages((wire.SERVER_HELLO, wire.server_hello_body()),
                                              (wire.SERVER_HELLO_DONE, b"")),
@@ -163,11 +166,14 @@ OUT_OF_ORDER_FLIGHTS: dict[str, Callable[[list[bytes]], bytes]] = {
         (wire.CERTIFICATE, wire.certificate_body(chain)),
         (12, b"\x03\x00\x17\x41" + b"\x04" * 65),
         (wire.SERVER_HELLO_DONE, b"")),
-    "certificate-request": lambda chain: messages(
+    "certificate-request-before-certificate": lambda chain: messages(
+        (wire.SERVER_HELLO, wire.server_hello_body()),
+        (wire.CERTIFICATE_REQUEST, GOOD_CERTIFICATE_REQUEST)),
+    "two-certificate-requests": lambda chain: messages(
         (wire.SERVER_HELLO, wire.server_hello_body()),
         (wire.CERTIFICATE, wire.certificate_body(chain)),
-        (13, b"\x01\x01\x00\x02\x04\x01\x00\x00"),
-        (wire.SERVER_HELLO_DONE, b"")),
+        (wire.CERTIFICATE_REQUEST, GOOD_CERTIFICATE_REQUEST),
+        (wire.CERTIFICATE_REQUEST, GOOD_CERTIFICATE_REQUEST)),
     "client-hello": lambda chain: wire.handshake_records(wire.client_hello()),
     "two-server-hellos": lambda chain: messages((wire.SERVER_HELLO, wire.server_hello_body()),
                                                 (wire.SERVER_HELLO, wire.server_hello_body())),
@@ -355,3 +361,45 @@ def test_hello_request_with_a_body_after_the_handshake(client_config: ClientConf
     queued = wire.parse_records(session.client.data_to_send())
     assert [(r.content_type, session.client_write.open(r)) for r in queued] == [
         (wire.ALERT, bytes([2, AD.decode_error]))]
+
+
+def test_certificate_request_is_answered_with_an_empty_certificate(
+        client_config: ClientConfig, chain_der: list[bytes]) -> None:
+    # RFC 5246 §7.4.6: without a certificate the client still sends Certificate, empty,
+    # before its ClientKeyExchange, and both go into the transcript.
+    client = started_client(client_config)
+    client.receive_data(messages(
+        (wire.SERVER_HELLO, wire.server_hello_body()),
+        (wire.CERTIFICATE, wire.certificate_body(chain_der)),
+        (wire.CERTIFICATE_REQUEST, wire.vec8(b"\x01\x40") + wire.vec16(b"\x04\x01\x08\x04")
+         + wire.vec16(wire.vec16(b"0\x00"))),
+        (wire.SERVER_HELLO_DONE, b"")))
+    records = wire.parse_records(client.data_to_send())
+    handshake = wire.parse_handshake_messages(records[0].fragment)
+    assert [t for t, _ in handshake] == [wire.CERTIFICATE, wire.CLIENT_KEY_EXCHANGE]
+    assert handshake[0][1] == wire.handshake_message(wire.CERTIFICATE, wire.vec24(b""))
+    assert [r.content_type for r in records[1:]] == [wire.CHANGE_CIPHER_SPEC, wire.HANDSHAKE]
+
+
+CERTIFICATE_REQUESTS = {
+    "no-certificate-types": wire.vec8(b"") + wire.vec16(b"\x04\x01") + wire.vec16(b""),
+    "no-signature-algorithms": wire.vec8(b"\x01") + wire.vec16(b"") + wire.vec16(b""),
+    "odd-signature-algorithms": wire.vec8(b"\x01") + wire.vec16(b"\x04\x01\x05") + wire.vec16(b""),
+    "empty-distinguished-name": wire.vec8(b"\x01") + wire.vec16(b"\x04\x01")
+    + wire.vec16(wire.vec16(b"")),
+    "distinguished-name-overruns": wire.vec8(b"\x01") + wire.vec16(b"\x04\x01")
+    + wire.vec16(wire.u16(9) + b"0\x00"),
+    "byte-after-the-authorities": GOOD_CERTIFICATE_REQUEST + b"\x00",
+    "truncated": GOOD_CERTIFICATE_REQUEST[:-1],
+}
+
+
+@pytest.mark.parametrize("name", CERTIFICATE_REQUESTS)
+def test_malformed_certificate_request(client_config: ClientConfig, chain_der: list[bytes],
+                                       name: str) -> None:
+    expect_fatal_alert(started_client(client_config), messages(
+        (wire.SERVER_HELLO, wire.server_hello_body()),
+        (wire.CERTIFICATE, wire.certificate_body(chain_der)),
+        (wire.CERTIFICATE_REQUEST, CERTIFICATE_REQUESTS[name]),
+        (wire.SERVER_HELLO_DONE, b"")), AD.decode_error)
+
