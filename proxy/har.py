@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlsplit
 
-from proxy.logview import Filter, Record, body_file, read_records
+from proxy.logview import Filter, Record, body_file, log_problem, os_reason, read_records
 
 __all__ = ["EMBED_LIMIT", "build", "entry", "export", "write"]
 
@@ -91,8 +91,12 @@ def _full_body(body: Record, bodies_dir: str | None) -> bytes | None:
     if body.get("size", 0) == 0:
         return b""
     stored = body_file(body, bodies_dir)
-    if stored is not None and stored.stat().st_size <= EMBED_LIMIT:
-        return stored.read_bytes()
+    if stored is not None:
+        # A stored body that cannot be read is as good as none: the logged
+        # preview stands in, and an OSError here would pass for one writing OUT.har.
+        with contextlib.suppress(OSError):
+            if stored.stat().st_size <= EMBED_LIMIT:
+                return stored.read_bytes()
     if not body.get("truncated") and body.get("preview") is not None:
         if body.get("preview_encoding") == "base64":
             return base64.b64decode(str(body["preview"]))
@@ -322,18 +326,45 @@ def build(records: Iterable[Record], bodies_dir: str | None = None) -> dict[str,
 
 def export(path: str, output: str, flt: Filter, bodies_dir: str | None = None) -> int:
     """`log har FILE -o OUT`: returns the exit code."""
-    if not Path(path).is_file():
-        print(f"handshake-proxy log har: {path}: no such file", file=sys.stderr)
+    problem = log_problem(path)
+    if problem is not None:
+        print(f"handshake-proxy log har: {path}: {problem}", file=sys.stderr)
         return 1
     exchanges = flt.exchanges(read_records(path))
     comment = f"exported from {Path(path).name}"
     if output == "-":
         write(exchanges, sys.stdout, bodies_dir, comment)
         return 0
-    # Written beside the target and renamed: a reader never sees half a HAR.
-    tmp = Path(output).with_name(Path(output).name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        count = write(exchanges, f, bodies_dir, comment)
-    tmp.replace(output)
+    try:
+        count = _write_file(exchanges, output, bodies_dir, comment)
+    except OSError as exc:
+        print(f"handshake-proxy log har: {output}: cannot write: {_output_reason(exc)}",
+              file=sys.stderr)
+        return 1
     print(f"wrote {count} entries to {output}", file=sys.stderr)
     return 0
+
+
+def _output_reason(exc: OSError) -> str:
+    # Creating OUT.har.part fails with "no such file" when the directory is missing.
+    if isinstance(exc, FileNotFoundError):
+        return "no such directory"
+    return os_reason(exc)
+
+
+def _write_file(exchanges: Iterable[Record], output: str, bodies_dir: str | None,
+                comment: str) -> int:
+    """Write the HAR to ``output``; OSError if it cannot, with no .part file left."""
+    if Path(output).is_dir():
+        raise IsADirectoryError(output)
+    # Written beside the target and renamed: a reader never sees half a HAR.
+    tmp = Path(output).with_name(Path(output).name + ".part")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            count = write(exchanges, f, bodies_dir, comment)
+        tmp.replace(output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return count

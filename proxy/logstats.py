@@ -14,10 +14,17 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TextIO
 
-from proxy.logview import Filter, Record, exchange_host, exchange_status, read_records, short_suite
+from proxy.logview import (
+    Filter,
+    Record,
+    exchange_host,
+    exchange_status,
+    log_problem,
+    read_records,
+    short_suite,
+)
 
 __all__ = ["PERCENTILES", "Stats", "collect", "percentile", "run"]
 
@@ -133,8 +140,9 @@ def render(stats: Stats, out: TextIO) -> None:
 def run(path: str, flt: Filter, as_json: bool = False, out: TextIO | None = None) -> int:
     """`log stats FILE`: returns the exit code."""
     out = out or sys.stdout
-    if not Path(path).is_file():
-        print(f"handshake-proxy log stats: {path}: no such file", file=sys.stderr)
+    problem = log_problem(path)
+    if problem is not None:
+        print(f"handshake-proxy log stats: {path}: {problem}", file=sys.stderr)
         return 1
     stats = collect(read_records(path), flt)
     if as_json:

@@ -38,6 +38,8 @@ __all__ = [
     "format_full",
     "format_handshake",
     "human_size",
+    "log_problem",
+    "os_reason",
     "parse_line",
     "read_records",
     "short_suite",
@@ -49,6 +51,34 @@ ProblemHandler = Callable[[int, str], None]
 
 
 # --- reading ---------------------------------------------------------------------------------
+
+def os_reason(exc: OSError) -> str:
+    """An OSError in the few words the log commands print after a file's name."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, NotADirectoryError):
+        return "not a directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return reason[:1].lower() + reason[1:]
+
+
+def log_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the log at ``path`` cannot be read (os_reason), or None.
+
+    Asked before reading rather than caught while reading: the readers are
+    generators consumed while the output is written, and an OSError from the
+    output (a closed pipe) must not be reported as one about the log.
+    """
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as exc:
+        return os_reason(exc)
+
 
 def stderr_problem(path: str | os.PathLike[str]) -> ProblemHandler:
     """A problem handler that prints `FILE:LINE: message` on stderr."""
@@ -615,12 +645,14 @@ def show(path: str, flt: Filter, options: ShowOptions, follow: bool = False,
          out: TextIO | None = None, stop: Callable[[], bool] | None = None) -> int:
     """`log show`: returns the exit code."""
     out = out or sys.stdout
+    # --follow waits for a log that is not there yet; anything else wrong with it
+    # (a directory, no permission) is an error either way.
+    problem = log_problem(path)
+    if problem is not None and not (follow and not os.path.lexists(path)):
+        print(f"handshake-proxy log show: {path}: {problem}", file=sys.stderr)
+        return 1
     if follow:
         render(follow_records(path, stop or (lambda: False)), flt, options, out)
         return 0
-    try:
-        render(read_records(path), flt, options, out)
-    except FileNotFoundError:
-        print(f"handshake-proxy log show: {path}: no such file", file=sys.stderr)
-        return 1
+    render(read_records(path), flt, options, out)
     return 0

@@ -1,0 +1,64 @@
+"""The log readers' ordinary mistakes get one line in the style of a missing file
+(`handshake-proxy log show: nope.jsonl: no such file`, exit 1), never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_log_helpers import child_env, cli, sample_records, write_log
+
+REPO = Path(__file__).parent.parent
+
+
+def log_command(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli("log", *argv), capture_output=True, text=True, timeout=30,
+                          env=child_env(), cwd=REPO)
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["show", "stats", "har"])
+def test_a_missing_log_and_a_directory_are_named_as_such(tmp_path: Path, command: str) -> None:
+    missing = tmp_path / "nope.jsonl"
+    assert one_line(log_command(command, str(missing))) == \
+        f"handshake-proxy log {command}: {missing}: no such file"
+    # The same branch handles PermissionError (an unreadable log), which a test run
+    # as root cannot provoke: a directory stands in for it.
+    assert one_line(log_command(command, str(tmp_path))) == \
+        f"handshake-proxy log {command}: {tmp_path}: is a directory"
+
+
+def test_show_follow_waits_for_a_missing_log_but_not_for_a_directory(tmp_path: Path) -> None:
+    assert one_line(log_command("show", "--follow", str(tmp_path))) == \
+        f"handshake-proxy log show: {tmp_path}: is a directory"
+
+
+@pytest.mark.parametrize("where", ["missing directory", "directory", "file in a file"])
+def test_har_output_that_cannot_be_written(tmp_path: Path, where: str) -> None:
+    log = write_log(tmp_path / "traffic.jsonl", sample_records())
+    (tmp_path / "a-file").write_text("x\n")
+    output, reason = {
+        "missing directory": (tmp_path / "nonexist" / "x.har", "no such directory"),
+        "directory": (tmp_path, "is a directory"),
+        "file in a file": (tmp_path / "a-file" / "x.har", "not a directory"),
+    }[where]
+    line = one_line(log_command("har", str(log), "-o", str(output)))
+    assert line == f"handshake-proxy log har: {output}: cannot write: {reason}"
+    # Nothing half-written is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "traffic.jsonl"]
+
+
+def test_har_output_still_written_whole(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "traffic.jsonl", sample_records())
+    out = tmp_path / "t.har"
+    r = log_command("har", str(log), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("wrote ") and out.read_text().startswith("{")
+    assert not (tmp_path / "t.har.part").exists()
