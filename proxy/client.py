@@ -6,10 +6,11 @@ to follow without an event loop.
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import h11
 
@@ -26,7 +27,7 @@ from handshake import (
 
 from .steps import ladder_row
 
-__all__ = ["Response", "fetch", "parse_proxy_url"]
+__all__ = ["Response", "fetch", "parse_proxy_url", "proxy_authorization"]
 
 
 @dataclass
@@ -40,11 +41,56 @@ class Response:
     complete: bool = True
 
 
-def parse_proxy_url(proxy: str) -> tuple[str, int]:
+def _without_password(parts: SplitResult) -> str:
+    """The URL as it may be shown in a message: a password replaced by ***."""
+    if parts.password is None:
+        return parts.geturl()
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
+def _port_is_valid(parts: SplitResult) -> bool:
+    try:
+        _ = parts.port  # urlsplit checks the port only when it is read
+    except ValueError:
+        return False
+    return True
+
+
+def _split_proxy_url(proxy: str) -> SplitResult:
     parts = urlsplit(proxy)
-    if parts.scheme != "https" or not parts.hostname:
-        raise ValueError(f"--proxy wants https://HOST:PORT, not {proxy!r}")
+    if parts.scheme != "https" or not parts.hostname or not _port_is_valid(parts):
+        raise ValueError(f"--proxy wants https://HOST:PORT, not {_without_password(parts)!r}")
+    return parts
+
+
+def parse_proxy_url(proxy: str) -> tuple[str, int]:
+    parts = _split_proxy_url(proxy)
+    assert parts.hostname is not None
     return parts.hostname, parts.port or 443
+
+
+def proxy_authorization(proxy: str) -> str | None:
+    """The Proxy-Authorization value for the USER:PASS in ``https://USER:PASS@HOST:PORT``
+    (percent-decoded, as curl does), or None when the URL carries no user."""
+    parts = _split_proxy_url(proxy)
+    if parts.username is None:
+        return None
+    user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(user_pass.encode()).decode("ascii")
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the proxy; OSError naming the proxy's address when there is none."""
+    try:
+        return socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = "timed out"
+        shown = f"[{host}]" if ":" in host else host
+        raise ConnectionError(f"cannot connect to the proxy at {shown}:{port}: "
+                              f"{reason[:1].lower()}{reason[1:]}") from None
 
 
 class _Channel:
@@ -109,11 +155,28 @@ class _Channel:
         self.sock.close()
 
 
+def _with_proxy_authorization(proxy: str, headers: Sequence[tuple[str, str]]
+                              ) -> list[tuple[str, str]]:
+    """The request headers plus Proxy-Authorization for the proxy URL's USER:PASS.
+
+    One way to give the credentials: both the URL's and a -H header would leave
+    it to chance which one the proxy checks.
+    """
+    value = proxy_authorization(proxy)
+    if value is None:
+        return list(headers)
+    if any(name.strip().lower() == "proxy-authorization" for name, _ in headers):
+        raise ValueError("the proxy's credentials are given twice: in the --proxy URL and "
+                         "as -H Proxy-Authorization; keep one")
+    return [("Proxy-Authorization", value), *headers]
+
+
 def fetch(url: str, proxy: str, ca: str, method: str = "GET", body: bytes = b"",
           headers: Sequence[tuple[str, str]] = (), timeout: float = 30.0,
           trace: Callable[[str], None] | None = None) -> Response:
     """One request through the proxy; ``trace`` gets the ladder as it happens."""
     host, port = parse_proxy_url(proxy)
+    headers = _with_proxy_authorization(proxy, headers)
     config = ClientConfig.from_ca_file(ca, host)
     steps: list[Event] = []
 
@@ -122,7 +185,7 @@ def fetch(url: str, proxy: str, ca: str, method: str = "GET", body: bytes = b"",
         if trace is not None:
             trace(ladder_row(len(steps), ev, "client", f"proxy {host}:{port}"))
 
-    sock = socket.create_connection((host, port), timeout=timeout)
+    sock = _connect(host, port, timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     channel = _Channel(sock, ClientConnection(config), emit)
     try:

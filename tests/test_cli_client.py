@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import ssl
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CertFiles
+from conftest import CertFiles, hold_refused_port
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from proxy_helpers import BackgroundOrigin, client_context, start_serve
@@ -115,3 +116,47 @@ def test_cli_help_lists_commands() -> None:
     for command in ("serve", "certs", "client", "origin", "demo"):
         assert command in r.stdout
     assert ssl.OPENSSL_VERSION  # the interop peers are real OpenSSL
+
+
+def test_client_names_the_proxy_it_cannot_reach(certs: CertFiles) -> None:
+    with hold_refused_port() as port:
+        r = cli("client", "http://127.0.0.1:9/", "--proxy", f"https://localhost:{port}",
+                "--ca", str(certs.ca_pem))
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("handshake-proxy: error: cannot connect to the proxy at "
+                                f"localhost:{port}: connection refused")
+
+
+def test_client_sends_the_proxy_urls_credentials_as_basic_auth(certs: CertFiles,
+                                                               tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text("# proxy users\nalice:s3cret:with colon\n")
+    origin = BackgroundOrigin()
+    proc, port, _ = start_serve("--listen", "127.0.0.1:0", "--cert", str(certs.chain_pem),
+                                "--key", str(certs.key_pem), "--auth-file", str(users))
+    try:
+        def status(proxy: str, *args: str) -> str:
+            r = cli("client", f"{origin.url}/auth", "--proxy", proxy, "--ca", str(certs.ca_pem),
+                    *args)
+            assert r.returncode == 0, r.stderr
+            return r.stdout.splitlines()[0]
+
+        # Percent-encoded in the URL as curl takes it: %3A is the ':' inside the password.
+        assert status(f"https://alice:s3cret%3Awith%20colon@localhost:{port}") == "HTTP/1.1 200 OK"
+        assert status(f"https://alice:wrong@localhost:{port}").startswith("HTTP/1.1 407")
+        assert status(f"https://localhost:{port}").startswith("HTTP/1.1 407")
+
+        # One way to give them: the URL's and a header's would compete.
+        r = cli("client", f"{origin.url}/auth", "--proxy", f"https://alice:pw@localhost:{port}",
+                "--ca", str(certs.ca_pem), "-H", "Proxy-Authorization: Basic eDp5")
+        assert r.returncode == 2
+        assert "given twice" in r.stderr
+
+        # A bad proxy URL is quoted back without its password.
+        r = cli("client", f"{origin.url}/auth", "--proxy", "https://alice:s3cret@localhost:port",
+                "--ca", str(certs.ca_pem))
+        assert r.returncode == 2 and "s3cret" not in r.stderr and "alice:***@" in r.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        origin.close()
