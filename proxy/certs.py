@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CertPaths", "make_certs", "describe_certificate", "DEFAULT_NAMES"]
+__all__ = ["CertPaths", "make_certs", "describe_certificate", "DEFAULT_NAMES", "MAX_DAYS"]
 
 DEFAULT_NAMES = ("localhost", "127.0.0.1")
 KEY_BITS = 2048
+# A hundred years: longer than anything needs, and far inside what X.509 dates
+# (and Python's datetime) can hold.
+MAX_DAYS = 36500
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,16 @@ class CertPaths:
     ca: Path
     chain: Path   # leaf, then the CA
     key: Path
+
+    @classmethod
+    def in_directory(cls, out_dir: str | Path) -> CertPaths:
+        out = Path(out_dir)
+        return cls(out / "ca.pem", out / "cert.pem", out / "key.pem")
+
+    def existing(self) -> list[Path]:
+        """The files of the three that are already there (os.path.lexists: a
+        dangling symlink would be written through, so it counts)."""
+        return [p for p in (self.ca, self.chain, self.key) if os.path.lexists(p)]
 
 
 def _name(common_name: str) -> x509.Name:
@@ -45,11 +59,30 @@ def _san(names: tuple[str, ...]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(entries)
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a private key readable by its owner only, also when replacing a file
+    that was readable by others (Path.touch(mode=...) leaves an existing mode alone)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(data)
+
+
 def make_certs(out_dir: str | Path, names: tuple[str, ...] = DEFAULT_NAMES,
-               days: int = 365) -> CertPaths:
-    """Write ``ca.pem``, ``cert.pem`` (chain) and ``key.pem`` into ``out_dir``."""
+               days: int = 365, force: bool = False) -> CertPaths:
+    """Write ``ca.pem``, ``cert.pem`` (chain) and ``key.pem`` into ``out_dir``.
+
+    Refuses (FileExistsError, before anything is made) to replace files that are
+    already there unless ``force``: a new CA breaks every client that trusts the old.
+    """
     if not names:
         raise ValueError("at least one name is needed")
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"days must be between 1 and {MAX_DAYS}, not {days}")
+    paths = CertPaths.in_directory(out_dir)
+    existing = paths.existing()
+    if existing and not force:
+        raise FileExistsError(f"{', '.join(map(str, existing))} already exist")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -97,12 +130,10 @@ def make_certs(out_dir: str | Path, names: tuple[str, ...] = DEFAULT_NAMES,
     )
 
     pem = serialization.Encoding.PEM
-    paths = CertPaths(out / "ca.pem", out / "cert.pem", out / "key.pem")
     paths.ca.write_bytes(ca_cert.public_bytes(pem))
     paths.chain.write_bytes(leaf.public_bytes(pem) + ca_cert.public_bytes(pem))
-    paths.key.touch(mode=0o600)
-    paths.key.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()))
+    _write_private(paths.key, key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
     return paths
 
 

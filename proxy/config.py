@@ -76,17 +76,36 @@ def parse_cipher_suites(names: list[str] | tuple[str, ...],
     return tuple(_cipher_suite(name, source) for name in names)
 
 
-def basic_credentials(user_pass: str) -> bytes:
+def basic_credentials(user_pass: str, source: str = "--auth") -> bytes:
     """The exact Proxy-Authorization value a client sends for ``USER:PASS``."""
     if ":" not in user_pass:
-        raise ValueError("--auth wants USER:PASS")
+        raise ValueError(f"{source} wants USER:PASS")
     return b"Basic " + base64.b64encode(user_pass.encode())
 
 
-def read_auth_file(path: str) -> list[str]:
-    """One ``USER:PASS`` per line; blank lines and ``#`` comments ignored."""
-    lines = Path(path).read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+def read_auth_file(path: str) -> list[tuple[str, str]]:
+    """(where, USER:PASS) for each line; blank lines and ``#`` comments ignored.
+
+    ValueError names the file (and the line) when a line is not USER:PASS or no
+    line is: a file that was meant to switch authentication on must never leave
+    it off. OSError when the file cannot be read.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(f"auth file {path!r} is not UTF-8 text") from None
+    found: list[tuple[str, str]] = []
+    for lineno, line in enumerate(lines, 1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        # The line itself stays out of the message: it may be a password.
+        if ":" not in entry:
+            raise ValueError(f"auth file {path!r} line {lineno}: expected USER:PASS")
+        found.append((f"auth file {path!r} line {lineno}", entry))
+    if not found:
+        raise ValueError(f"auth file {path!r} has no USER:PASS lines")
+    return found
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,15 @@ def serve(certs: CertFiles, *args: str, env: dict[str, str] | None = None
         env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[1])
 
 
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The README's promise for a configuration error: status 2, one line on stderr."""
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no usage block, no traceback
+    assert lines[0].startswith("handshake-proxy: error: "), lines[0]
+    return lines[0]
+
+
 @pytest.mark.parametrize(("args", "env", "expected"), [
     ((), {"HANDSHAKE_PROXY_IDLE_TIMEOUT": "abc"},
      "'abc' (from HANDSHAKE_PROXY_IDLE_TIMEOUT) is not a number"),
@@ -27,13 +36,76 @@ def serve(certs: CertFiles, *args: str, env: dict[str, str] | None = None
     (("--idle-timeout", "-5"), {}, "--idle-timeout: '-5' is below the minimum"),
     (("--auth-file", "no-such-file"), {}, "cannot read the auth file 'no-such-file'"),
     (("--cipher-suites", "FOO"), {}, "--cipher-suites: 'FOO' is not a cipher suite"),
+    # float() takes these; nan compares false with every bound and would turn a timeout off.
+    (("--idle-timeout", "nan"), {}, "--idle-timeout: 'nan' is not a finite number"),
+    (("--handshake-timeout", "inf"), {}, "--handshake-timeout: 'inf' is not a finite number"),
+    (("--grace-period=-inf",), {}, "--grace-period: '-inf' is not a finite number"),
+    ((), {"HANDSHAKE_PROXY_ORIGIN_TIMEOUT": "NaN"},
+     "'NaN' (from HANDSHAKE_PROXY_ORIGIN_TIMEOUT) is not a finite number"),
+    # The flag's text is not blamed on the variable, even when they are the same.
+    (("--header-timeout", "nan"), {"HANDSHAKE_PROXY_HEADER_TIMEOUT": "nan"},
+     "--header-timeout: 'nan' is not a finite number"),
+    # A switch variable with a word it does not know is an error, not silently off.
+    ((), {"HANDSHAKE_PROXY_REQUIRE_EMS": "maybe"},
+     "HANDSHAKE_PROXY_REQUIRE_EMS: 'maybe' is not a switch value; accepted (any case): "
+     "1/true/yes/on or 0/false/no/off"),
+    ((), {"HANDSHAKE_PROXY_X_FORWARDED_FOR": "enabled"},
+     "HANDSHAKE_PROXY_X_FORWARDED_FOR: 'enabled' is not a switch value"),
+    (("--no-such-option",), {}, "unrecognized arguments: --no-such-option"),
+    # Asking for authentication and naming no credentials never leaves the proxy open.
+    (("--auth", ""), {}, "--auth is set but names no USER:PASS"),
+    ((), {"HANDSHAKE_PROXY_AUTH": " , "}, "HANDSHAKE_PROXY_AUTH is set but names no USER:PASS"),
+    ((), {"HANDSHAKE_PROXY_AUTH_FILE": ""}, "HANDSHAKE_PROXY_AUTH_FILE is set but names no file"),
 ])
 def test_bad_serve_settings(certs: CertFiles, args: tuple[str, ...], env: dict[str, str],
                             expected: str) -> None:
-    result = serve(certs, *args, env=env)
-    assert result.returncode == 2, result
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr
+    line = one_line_error(serve(certs, *args, env=env))
+    assert expected in line
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "# users\n  # alice:pw (disabled)\n"])
+@pytest.mark.parametrize("via", ["flag", "variable"])
+def test_an_auth_file_without_credentials_is_refused(certs: CertFiles, tmp_path: Path,
+                                                     content: str, via: str) -> None:
+    users = tmp_path / "users"
+    users.write_text(content)
+    if via == "flag":
+        result = serve(certs, "--auth-file", str(users))
+    else:
+        result = serve(certs, env={"HANDSHAKE_PROXY_AUTH_FILE": str(users)})
+    assert one_line_error(result).endswith(f"auth file {str(users)!r} has no USER:PASS lines")
+
+
+def test_a_malformed_auth_file_line_names_the_file_and_line(certs: CertFiles,
+                                                            tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text("# users\nalice:pw\nbob-s3cret\n")
+    line = one_line_error(serve(certs, "--auth-file", str(users)))
+    assert line.endswith(f"auth file {str(users)!r} line 3: expected USER:PASS")
+    assert "s3cret" not in line  # the line may be a password: it is not echoed
+
+
+def test_a_directory_given_as_certificate_or_key(certs: CertFiles, tmp_path: Path) -> None:
+    for option, label in (("--cert", "certificate chain"), ("--key", "key")):
+        args = {"--cert": str(certs.chain_pem), "--key": str(certs.key_pem), option: str(tmp_path)}
+        result = subprocess.run(
+            [sys.executable, "-m", "proxy", "serve", "--listen", "127.0.0.1:0",
+             "--cert", args["--cert"], "--key", args["--key"]],
+            capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[1])
+        line = one_line_error(result)
+        assert line.endswith(f"cannot read the {label} {str(tmp_path)!r}: it is a directory")
+
+
+def test_bodies_naming_a_file_is_not_a_directory(certs: CertFiles, tmp_path: Path) -> None:
+    existing = tmp_path / "bodies.txt"
+    existing.write_text("not a directory\n")
+    line = one_line_error(serve(certs, "--bodies", str(existing)))
+    assert line.endswith(f"--bodies {str(existing)!r} is not a directory")
+    line = one_line_error(serve(certs, env={"HANDSHAKE_PROXY_BODIES": str(existing)}))
+    assert line.endswith(f"HANDSHAKE_PROXY_BODIES {str(existing)!r} is not a directory")
+    line = one_line_error(serve(certs, "--bodies", str(existing / "sub")))
+    assert f"--bodies {str(existing / 'sub')!r}: cannot create the directory" in line
+    assert existing.read_text() == "not a directory\n"
 
 
 def test_a_key_given_as_the_certificate(certs: CertFiles) -> None:

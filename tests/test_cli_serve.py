@@ -172,3 +172,68 @@ def test_unknown_cipher_suite_is_one_line_with_the_accepted_names(
     for name in ("TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256",
                  "TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384"):
         assert name in line
+
+
+def _forwarded_for(proxy_port: int, ca: Path, origin: BackgroundOrigin) -> list[str]:
+    """The X-Forwarded-For headers the echo origin received for one request via curl."""
+    r = subprocess.run(["curl", "-sS", "--proxy", f"https://127.0.0.1:{proxy_port}",
+                        "--proxy-cacert", str(ca), f"{origin.url}/xff"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    headers: list[str] = json.loads(r.stdout)["headers"]
+    return [h for h in headers if h.lower().startswith("x-forwarded-for:")]
+
+
+@pytest.mark.parametrize(("word", "args", "expected"), [
+    ("YES", (), True),                           # any case
+    ("on", ("--no-x-forwarded-for",), False),    # the flag wins over the variable
+    ("off", ("--x-forwarded-for",), True),
+    ("0", (), False),
+])
+def test_switch_variable_and_its_flags(certs: CertFiles, word: str, args: tuple[str, ...],
+                                       expected: bool) -> None:
+    origin = BackgroundOrigin()
+    proc, port, _ = start_serve("--listen", "127.0.0.1:0", "--cert", str(certs.chain_pem),
+                                "--key", str(certs.key_pem), *args,
+                                env={**os.environ, "HANDSHAKE_PROXY_X_FORWARDED_FOR": word})
+    try:
+        assert bool(_forwarded_for(port, certs.ca_pem, origin)) is expected
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        origin.close()
+
+
+def test_an_ipv6_listen_address_is_printed_in_brackets(certs: CertFiles) -> None:
+    proc, port, lines = start_serve("--listen", "[::1]:0", "--cert", str(certs.chain_pem),
+                                    "--key", str(certs.key_pem))
+    try:
+        assert lines[0] == f"handshake-proxy listening on https://[::1]:{port}"
+        with socket.create_connection(("::1", port), timeout=10):
+            pass
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_a_closed_stdout_neither_stops_serve_nor_ends_in_a_traceback(
+        certs: CertFiles) -> None:
+    """`handshake-proxy serve ... | head -1`: the reader goes away after the first line."""
+    origin = BackgroundOrigin()
+    proc = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--listen", "127.0.0.1:0",
+                             "--cert", str(certs.chain_pem), "--key", str(certs.key_pem)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        port = int(first.rsplit(":", 1)[1])
+        proc.stdout.close()  # what head does after its line
+        # Still serving after its stdout is gone.
+        assert _forwarded_for(port, certs.ca_pem, origin) == []
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0  # "handshake-proxy stopped" went nowhere, quietly
+        assert proc.stderr.read() == ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        origin.close()
