@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from .messages import format_authority
+
 __all__ = ["main", "build_parser", "config_from_args"]
 
 ENV_PREFIX = "HANDSHAKE_PROXY_"
@@ -296,11 +298,6 @@ def _say(line: str) -> None:
         _silence_stdout()
 
 
-def _url_host(host: str) -> str:
-    """A host as it goes in a URL: an IPv6 address in brackets."""
-    return f"[{host}]" if ":" in host else host
-
-
 def _file_problem(path: str) -> str | None:
     """Why ``path`` cannot be a certificate or key file, or None."""
     if os.path.isdir(path):
@@ -362,7 +359,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             return _fail(f"cannot listen on {config.listen_host}:{config.listen_port}: "
                          f"{exc.strerror or exc}")
         stop = server.catch_signals()  # before the startup lines: a supervisor may signal at once
-        _say(f"handshake-proxy listening on https://{_url_host(host)}:{port}")
+        _say(f"handshake-proxy listening on https://{format_authority(host, port)}")
         _say(f"  certificate: {subject}")
         _say(f"  sha256 fingerprint: {fingerprint}")
         if config.traffic_log:
@@ -461,7 +458,7 @@ def _cmd_origin(args: argparse.Namespace) -> int:
             h, p = await origin.start()
         except OSError as exc:
             return _fail(f"cannot listen on {args.listen}: {exc.strerror or exc}")
-        _say(f"echo origin listening on http://{_url_host(h)}:{p}")
+        _say(f"echo origin listening on http://{format_authority(h, p)}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -25,6 +25,7 @@ from handshake import (
     ProtocolError,
 )
 
+from .messages import format_authority
 from .steps import ladder_row
 
 __all__ = ["Response", "fetch", "parse_proxy_url", "proxy_authorization"]
@@ -88,8 +89,7 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
         reason = exc.strerror or str(exc) or type(exc).__name__
         if isinstance(exc, TimeoutError):
             reason = "timed out"
-        shown = f"[{host}]" if ":" in host else host
-        raise ConnectionError(f"cannot connect to the proxy at {shown}:{port}: "
+        raise ConnectionError(f"cannot connect to the proxy at {format_authority(host, port)}: "
                               f"{reason[:1].lower()}{reason[1:]}") from None
 
 

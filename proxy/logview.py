@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, ClassVar, TextIO
 from urllib.parse import urlsplit
 
+from .messages import format_authority
+
 __all__ = [
     "Filter",
     "body_file",
@@ -410,8 +412,7 @@ def format_exchange(record: Record, color: bool = False) -> str:
     status = exchange_status(record)
     if isinstance(tunnel, dict):
         host = str(tunnel.get("host"))
-        # An IPv6 address is bracketed, as in a CONNECT target, so the port stays readable.
-        target = f"[{host}]:{tunnel.get('port')}" if ":" in host else f"{host}:{tunnel.get('port')}"
+        target = format_authority(host, str(tunnel.get("port")))
         sizes = f"{human_size(tunnel.get('bytes_up'))} / {human_size(tunnel.get('bytes_down'))}"
     else:
         target = str(request.get("url") or "-")
@@ -466,6 +467,29 @@ def _looks_binary(head: bytes) -> bool:
     return False
 
 
+def _print_stored_body(stored: Path, facts: str, prefix: str, paint: _Paint,
+                       out: TextIO) -> None:
+    with open(stored, "rb") as f:
+        head = f.read(8192)
+        if _looks_binary(head):
+            out.write(paint(f"{prefix}[binary body, {facts}, stored at {stored}]", "dim") + "\n")
+            return
+        out.write(paint(f"{prefix}[full body, {facts}, from {stored}]", "dim") + "\n")
+        # Streamed through an incremental decoder: a stored body can be larger
+        # than memory, and a UTF-8 sequence may straddle two reads.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        at_line_start = True
+        chunk = head
+        while chunk:
+            text = decoder.decode(chunk)
+            for piece in text.splitlines(keepends=True):
+                out.write((prefix if at_line_start else "") + piece)
+                at_line_start = piece.endswith("\n")
+            chunk = f.read(65536)
+        if not at_line_start:
+            out.write("\n")
+
+
 def _print_body(body: object, prefix: str, options: ShowOptions, paint: _Paint,
                 out: TextIO) -> None:
     if not isinstance(body, dict) or not body.get("size"):
@@ -473,26 +497,13 @@ def _print_body(body: object, prefix: str, options: ShowOptions, paint: _Paint,
     stored = body_file(body, options.bodies_dir)
     facts = f"{human_size(body.get('size'))}, sha256 {str(body.get('sha256', '-'))[:16]}…"
     if stored is not None:
-        with open(stored, "rb") as f:
-            head = f.read(8192)
-            if _looks_binary(head):
-                out.write(paint(f"{prefix}[binary body, {facts}, stored at {stored}]", "dim") + "\n")
-                return
-            out.write(paint(f"{prefix}[full body, {facts}, from {stored}]", "dim") + "\n")
-            # Streamed through an incremental decoder: a stored body can be larger
-            # than memory, and a UTF-8 sequence may straddle two reads.
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            at_line_start = True
-            chunk = head
-            while chunk:
-                text = decoder.decode(chunk)
-                for piece in text.splitlines(keepends=True):
-                    out.write((prefix if at_line_start else "") + piece)
-                    at_line_start = piece.endswith("\n")
-                chunk = f.read(65536)
-            if not at_line_start:
-                out.write("\n")
-        return
+        try:
+            _print_stored_body(stored, facts, prefix, paint, out)
+            return
+        except OSError as exc:
+            # The log's own preview is still there to show.
+            out.write(paint(f"{prefix}[stored body {stored} cannot be read "
+                            f"({exc.strerror or exc}); the logged preview follows]", "dim") + "\n")
     preview = str(body.get("preview") or "")
     more = ", preview truncated" if body.get("truncated") else ""
     if body.get("preview_encoding") == "base64":

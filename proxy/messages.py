@@ -105,7 +105,7 @@ def userinfo_span(target: bytes) -> tuple[int, int] | None:
     return (start, at) if at >= 0 else None
 
 
-def format_authority(host: str, port: int) -> str:
+def format_authority(host: str, port: int | str) -> str:
     """``host:port``, with an IPv6 address in brackets so the port stays readable."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -62,3 +64,29 @@ def test_har_output_still_written_whole(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stderr.startswith("wrote ") and out.read_text().startswith("{")
     assert not (tmp_path / "t.har.part").exists()
+
+
+def test_show_full_with_an_unreadable_stored_body_falls_back_to_the_preview(
+        tmp_path: Path) -> None:
+    records = sample_records()
+    upload = next(r for r in records if r["type"] == "exchange"
+                  and r["request"]["url"].endswith("/upload"))
+    stored = tmp_path / "stored-body"
+    stored.write_bytes(b"name=value")
+    stored.chmod(0)
+    upload["request"]["body"]["file"] = str(stored)
+    log = write_log(tmp_path / "traffic.jsonl", records)
+    argv = cli("log", "show", "--full", str(log))
+    if os.geteuid() == 0:
+        # Root reads any file: drop the capabilities that let it, for this one command.
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop file-read capabilities")
+        argv = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                "--bounding-set=-dac_override,-dac_read_search", *argv]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                            env=child_env(), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"[stored body {stored} cannot be read (Permission denied); " \
+           "the logged preview follows]" in result.stdout
+    assert "name=value" in result.stdout  # the preview, from the log itself
