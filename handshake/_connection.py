@@ -57,28 +57,34 @@ class Transcript:
     """The handshake messages so far (RFC 5246 §7.4.9 handshake_messages).
 
     Buffered until the suite fixes the hash, then hashed as they come, so
-    each Finished and the session hash cost one copy of the hash state.
+    each Finished and the session hash cost one copy of the hash state. With
+    the extended master secret, the session hash and the client Finished
+    cover the same messages: the digest is kept until the next message.
     """
 
-    __slots__ = ("_pending", "_hash")
+    __slots__ = ("_pending", "_hash", "_digest")
 
     def __init__(self) -> None:
         self._pending = bytearray()
         self._hash: hashlib._Hash | None = None
+        self._digest: bytes | None = None
 
     def add(self, raw: bytes) -> None:
         if self._hash is None:
             self._pending += raw
         else:
             self._hash.update(raw)
+            self._digest = None
 
     def start_hashing(self, hash_name: str) -> None:
         self._hash = HASHES[hash_name](self._pending)
         self._pending = bytearray()
 
     def digest(self) -> bytes:
-        assert self._hash is not None, "the suite's hash is not known yet"
-        return self._hash.copy().digest()
+        if self._digest is None:
+            assert self._hash is not None, "the suite's hash is not known yet"
+            self._digest = self._hash.copy().digest()
+        return self._digest
 
 
 class Connection:

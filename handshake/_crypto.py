@@ -173,8 +173,10 @@ class PrfKey:
 
 # --- RSA key transport (RFC 5246 §7.4.7.1) ---------------------------------
 
+_PKCS1_V15 = padding.PKCS1v15()  # stateless; one for every handshake
+
 def encrypt_pre_master_secret(public_key: rsa.RSAPublicKey, pre_master_secret: bytes) -> bytes:
-    return public_key.encrypt(pre_master_secret, padding.PKCS1v15())
+    return public_key.encrypt(pre_master_secret, _PKCS1_V15)
 
 
 def decrypt_pre_master_secret(key: rsa.RSAPrivateKey, encrypted: bytes,
@@ -190,7 +192,7 @@ def decrypt_pre_master_secret(key: rsa.RSAPrivateKey, encrypted: bytes,
     """
     fallback = os.urandom(PRE_MASTER_SECRET_LEN)
     try:
-        decrypted = key.decrypt(encrypted, padding.PKCS1v15())
+        decrypted = key.decrypt(encrypted, _PKCS1_V15)
     except ValueError:
         decrypted = fallback
     good = len(decrypted) == PRE_MASTER_SECRET_LEN and hmac.compare_digest(
