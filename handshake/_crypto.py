@@ -175,6 +175,7 @@ class PrfKey:
 
 _PKCS1_V15 = padding.PKCS1v15()  # stateless; one for every handshake
 
+
 def encrypt_pre_master_secret(public_key: rsa.RSAPublicKey, pre_master_secret: bytes) -> bytes:
     return public_key.encrypt(pre_master_secret, _PKCS1_V15)
 

@@ -1,12 +1,13 @@
 """The handshake state machine as data.
 
-Both roles walk the same table: each state names who sends next and which
-message moves it on. A connection applies it to what it sends and to what
-it receives, so the table does not know which role it serves; a received
-message with no entry is an ``unexpected_message`` naming message, role and
-state (RFC 5246 §7.3, the full handshake). Client certificates are not part
-of the profile: a server's CertificateRequest is answered with an empty
-Certificate (§7.4.6), and our server never asks.
+Both roles walk the same table: for each state, the messages that may come
+next, who sends each and where it leads (after the server's Certificate,
+either a CertificateRequest or the ServerHelloDone). A connection applies it
+to what it sends and to what it receives, so the table does not know which
+role it serves; a received message with no entry is an ``unexpected_message``
+naming message, role and state (RFC 5246 §7.3, the full handshake). Client
+certificates are not part of the profile: a server's CertificateRequest is
+answered with an empty Certificate (§7.4.6), and our server never asks.
 """
 
 from __future__ import annotations
