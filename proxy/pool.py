@@ -35,10 +35,13 @@ class OriginConnection:
         self.exchanges = 0
 
     def usable(self) -> bool:
-        """False if the origin closed it (or sent unasked-for bytes) while idle."""
+        """False if the origin closed it, or sent bytes beyond its last response (kept
+        in h11's buffer) or unasked-for bytes while idle (in the reader's): those would
+        be parsed as the next request's response, which may be another client's."""
         # asyncio has no public peek: unread bytes on an idle connection mean it is not idle.
         buffered = getattr(self.reader, "_buffer", b"")
-        return not (self.writer.transport.is_closing() or self.reader.at_eof() or buffered)
+        return not (self.writer.transport.is_closing() or self.reader.at_eof() or buffered
+                    or self.h11.trailing_data[0])
 
     def close(self) -> None:
         self.writer.close()

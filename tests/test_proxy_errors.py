@@ -344,3 +344,26 @@ def test_exchanges_cut_off_by_shutdown_are_logged(certs: CertFiles, tmp_path: Pa
     assert rec["error"] == "cut off: the proxy shut down before the exchange finished"
     assert rec["response"]["status"] == 200
     assert rec["response"]["body"]["size"] < 1000
+
+
+def test_bytes_an_origin_sends_after_its_response_never_reach_the_next_client(
+        certs: CertFiles, tmp_path: Path) -> None:
+    # An origin that sends more than the response it declared (a second response hidden
+    # after the first one's Content-Length): those bytes sit in the pooled connection's
+    # parser, and reusing it would hand them to the next client as its answer.
+    def extra_bytes(conn: socket.socket) -> None:
+        read_request_head(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
+                     b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET")
+        while read_request_head(conn):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+
+    origin = FakeOrigin(extra_bytes)
+    try:
+        with running_proxy(certs, tmp_path) as rp:
+            bodies = [curl(rp, f"http://127.0.0.1:{origin.port}/c{i}").stdout for i in range(2)]
+            opened = rp.pool.opened
+    finally:
+        origin.close()
+    assert bodies == [b"first", b"first"]  # never SECRET: a fresh connection each time
+    assert opened == 2
