@@ -367,3 +367,23 @@ def test_bytes_an_origin_sends_after_its_response_never_reach_the_next_client(
         origin.close()
     assert bodies == [b"first", b"first"]  # never SECRET: a fresh connection each time
     assert opened == 2
+
+
+def test_content_length_with_transfer_encoding_is_refused_and_closed(
+        certs: CertFiles, tmp_path: Path) -> None:
+    # Request smuggling: we read the chunked body, an origin that believes Content-Length
+    # reads the rest ("GET /smuggled ...") as its next request. RFC 9112 §6.3: remove
+    # Content-Length or reject, and close the connection either way.
+    with running_proxy(certs, tmp_path) as rp:
+        smuggled = f"GET {rp.origin}/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        answer = _raw_request(rp, f"POST {rp.origin}/both HTTP/1.1\r\nHost: x\r\n"
+                                  "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                  "0\r\n\r\n".encode() + smuggled.encode())
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), answer
+        assert b"\r\nConnection: close" in head
+        assert b"Content-Length and Transfer-Encoding" in body
+        assert b"/smuggled" not in answer  # the connection ended after the 400
+        assert rp.origin_connections() == 0
+        records = rp.stop()
+    assert [r["response"]["status"] for r in records if r["type"] == "exchange"] == [400]
