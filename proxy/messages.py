@@ -130,11 +130,16 @@ def parse_absolute_target(target: bytes) -> Target:
     return Target(host, port, authority, path)
 
 
+# Never removed because Connection names them: h11 frames the forwarded body with them.
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+
+
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     tokens: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b","))
+    tokens -= _FRAMING
     return tokens
 
 

@@ -387,3 +387,22 @@ def test_content_length_with_transfer_encoding_is_refused_and_closed(
         assert rp.origin_connections() == 0
         records = rp.stop()
     assert [r["response"]["status"] for r in records if r["type"] == "exchange"] == [400]
+
+
+@pytest.mark.parametrize("framing, body", [
+    ("Content-Length: 5", "hello"),
+    ("Transfer-Encoding: chunked", "5\r\nhello\r\n0\r\n\r\n"),
+])
+def test_connection_naming_a_framing_header_does_not_strip_it(
+        certs: CertFiles, tmp_path: Path, framing: str, body: str) -> None:
+    # Connection may name hop-by-hop fields to drop, but Content-Length and
+    # Transfer-Encoding frame the body h11 forwards: dropping them sent the origin a
+    # bodiless head, then the body failed h11's check and the exchange died unanswered.
+    name = framing.split(":")[0].lower()
+    with running_proxy(certs, tmp_path) as rp:
+        answer = _raw_request(rp, f"POST {rp.origin}/echo HTTP/1.1\r\nHost: x\r\n"
+                                  f"Connection: close, {name}\r\n{framing}\r\n\r\n{body}".encode())
+        records = rp.stop()
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nhello"), answer
+    (rec,) = [r for r in records if r["type"] == "exchange"]
+    assert rec["error"] is None and rec["request"]["body"]["size"] == 5
