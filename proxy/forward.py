@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,17 @@ _BUFFER_REPR = re.compile(r"bytearray\((b(['\"]).*?\2)\)")
 def _h11_problem(exc: h11.ProtocolError) -> str:
     """h11's complaint, with the offending bytes shown as bytes rather than a Python object."""
     return _BUFFER_REPR.sub(r"\1", str(exc))
+
+
+def _both_framings(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Content-Length and Transfer-Encoding both present (h11 leaves at most one of each)."""
+    seen = False
+    for name, _ in headers:
+        if name == b"content-length" or name == b"transfer-encoding":
+            if seen:
+                return True
+            seen = True
+    return False
 
 
 @dataclass
@@ -531,7 +542,10 @@ class _Exchange:
             oc.close()
             raise
         self.record["timings"]["receive_ms"] = round((time.perf_counter() - t0) * 1000, 3)
-        s.ctx.pool.release(oc)
+        if _both_framings(resp.headers):
+            oc.close()  # its framing is in doubt (RFC 9112 6.3): no other request on it
+        else:
+            s.ctx.pool.release(oc)
         return True
 
     async def _client_drain(self) -> None:

@@ -406,3 +406,23 @@ def test_connection_naming_a_framing_header_does_not_strip_it(
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nhello"), answer
     (rec,) = [r for r in records if r["type"] == "exchange"]
     assert rec["error"] is None and rec["request"]["body"]["size"] == 5
+
+
+def test_response_with_content_length_and_transfer_encoding_is_not_pooled(
+        certs: CertFiles, tmp_path: Path) -> None:
+    # RFC 9112 §6.3: such a response may be a response-splitting attempt; its framing
+    # is in doubt, so the connection must not carry another client's request.
+    def both(conn: socket.socket) -> None:
+        while read_request_head(conn):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 60\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\n\r\n")
+
+    origin = FakeOrigin(both)
+    try:
+        with running_proxy(certs, tmp_path) as rp:
+            r = curl(rp, "-i", f"http://127.0.0.1:{origin.port}/a")
+            assert r.stdout.endswith(b"\r\n\r\nfirst") and b"Content-Length" not in r.stdout
+            assert curl(rp, f"http://127.0.0.1:{origin.port}/b").stdout == b"first"
+            assert rp.pool.opened == 2
+    finally:
+        origin.close()
