@@ -41,6 +41,7 @@ DISCARD_LIMIT = 1024 * 1024  # request body bytes read and dropped before an err
 PROXY_AUTHENTICATE = (b"Proxy-Authenticate", b'Basic realm="handshake-proxy"')
 # Parsed absolute-form targets (frozen, so shared): clients repeat the same URLs.
 _TARGETS: dict[bytes, Target] = {}
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _BAD_HOST_BYTE = re.compile(rb"[\x00-\x20\x7f]")
 # h11 quotes what it could not parse as the repr of its buffer: bytearray(b'GARBAGE').
 _BUFFER_REPR = re.compile(r"bytearray\((b(['\"]).*?\2)\)")
@@ -365,8 +366,10 @@ class _Exchange:
             ev = await self.s._client_event(cfg.idle_timeout)
             if not isinstance(ev, h11.EndOfMessage):
                 raise HttpError(400, "malformed request: unexpected body")
-        # A request without a body can be retried once if a pooled connection
-        # turns out to have been closed by the origin meanwhile.
+        # An idempotent request without a body can be retried once if a pooled
+        # connection turns out to have been closed by the origin meanwhile; any other
+        # may have been acted on already (RFC 9110 9.2.2: a proxy MUST NOT retry it).
+        retry = not has_body and req.method in _IDEMPOTENT
         for attempt in (0, 1):
             t0 = time.perf_counter()
             oc, reused = await self._acquire(target.host, target.port)
@@ -390,7 +393,7 @@ class _Exchange:
                 break
             except _OriginGone as exc:
                 oc.close()
-                if reused and not has_body and attempt == 0:
+                if reused and retry and attempt == 0:
                     continue
                 raise HttpError(502, str(exc)) from None
             except BaseException:

@@ -426,3 +426,28 @@ def test_response_with_content_length_and_transfer_encoding_is_not_pooled(
             assert rp.pool.opened == 2
     finally:
         origin.close()
+
+
+def test_a_non_idempotent_request_is_not_retried(certs: CertFiles, tmp_path: Path) -> None:
+    # RFC 9110 §9.2.2: a proxy MUST NOT automatically retry non-idempotent requests. The
+    # origin may have acted on a POST before it dropped the connection without answering.
+    seen: list[bytes] = []
+
+    def answers_once(conn: socket.socket) -> None:
+        seen.append(read_request_head(conn).split(b" ", 1)[0])
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+        head = read_request_head(conn)
+        seen.append(head.split(b" ", 1)[0])
+        conn.close()  # acted on it (maybe), never answered
+
+    origin = FakeOrigin(answers_once)
+    try:
+        with running_proxy(certs, tmp_path) as rp:
+            url = f"http://127.0.0.1:{origin.port}"
+            assert curl(rp, f"{url}/warm").stdout == b"first"  # leaves a pooled connection
+            r = curl(rp, "-X", "POST", "-o", "/dev/null", "-w", "%{http_code}", f"{url}/act")
+            time.sleep(0.2)
+    finally:
+        origin.close()
+    assert r.stdout == b"502"
+    assert seen.count(b"POST") == 1, seen
