@@ -507,7 +507,20 @@ class _Exchange:
             if isinstance(ev, h11.Response):
                 return ev
             if isinstance(ev, h11.InformationalResponse):
-                continue  # 1xx from the origin: we already answered 100 ourselves
+                # RFC 9110 15.2: forward a 1xx (103 Early Hints, ...) unless we asked
+                # for it (100: we answered the client's Expect ourselves) or the client
+                # speaks HTTP/1.0. (h11 refuses a 101 we did not ask for.)
+                h = self.s.h
+                if ev.status_code != 100 and h.their_http_version != b"1.0":
+                    headers = response_headers_downstream(ev.headers.raw_items())
+                    try:
+                        self.s.stream.write(h.send(h11.InformationalResponse(
+                            status_code=ev.status_code, headers=headers,
+                            reason=ev.reason)) or b"")
+                        await self._client_drain()
+                    except OSError as exc:
+                        raise _ClientGone(str(exc)) from None
+                continue
             if isinstance(ev, h11.ConnectionClosed):
                 raise _OriginGone("origin closed the connection without responding")
             raise HttpError(502, f"origin sent an unexpected {type(ev).__name__}")

@@ -451,3 +451,30 @@ def test_a_non_idempotent_request_is_not_retried(certs: CertFiles, tmp_path: Pat
         origin.close()
     assert r.stdout == b"502"
     assert seen.count(b"POST") == 1, seen
+
+
+def test_informational_responses_from_the_origin_are_forwarded(certs: CertFiles,
+                                                               tmp_path: Path) -> None:
+    # RFC 9110 §15.2: a proxy MUST forward 1xx responses unless it asked for them itself
+    # (our own 100 Continue), and never to an HTTP/1.0 client.
+    def early_hints(conn: socket.socket) -> None:
+        read_request_head(conn)
+        conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n"
+                     b"Connection: X-Hop\r\nX-Hop: 1\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        conn.close()
+
+    origin = FakeOrigin(early_hints)
+    try:
+        with running_proxy(certs, tmp_path) as rp:
+            url = f"http://127.0.0.1:{origin.port}/hints"
+            answer = _raw_request(rp, f"GET {url} HTTP/1.1\r\nHost: x\r\n"
+                                      "Connection: close\r\n\r\n".encode())
+            old = _raw_request(rp, f"GET {url} HTTP/1.0\r\n\r\n".encode())
+    finally:
+        origin.close()
+    hints, _, final = answer.partition(b"\r\n\r\n")
+    assert hints.startswith(b"HTTP/1.1 103 Early Hints\r\n"), answer
+    assert b"\r\nLink: </s.css>; rel=preload" in hints and b"X-Hop" not in hints
+    assert final.startswith(b"HTTP/1.1 200 ") and final.endswith(b"\r\n\r\nok"), answer
+    assert old.startswith(b"HTTP/1.1 200 ") and b" 103 " not in old, old
