@@ -41,6 +41,7 @@ DISCARD_LIMIT = 1024 * 1024  # request body bytes read and dropped before an err
 PROXY_AUTHENTICATE = (b"Proxy-Authenticate", b'Basic realm="handshake-proxy"')
 # Parsed absolute-form targets (frozen, so shared): clients repeat the same URLs.
 _TARGETS: dict[bytes, Target] = {}
+_CACHED_TARGET_MAX = 2048  # longer ones are parsed each time: the cache stays near 4 MiB
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _BAD_HOST_BYTE = re.compile(rb"[\x00-\x20\x7f]")
 # h11 quotes what it could not parse as the repr of its buffer: bytearray(b'GARBAGE').
@@ -339,9 +340,10 @@ class _Exchange:
                 # It becomes the Host header, which h11 no longer re-validates below.
                 # (h11's parser already limits targets to \x21-\x7e: belt and braces.)
                 raise HttpError(400, "malformed request target: control character in the host")
-            if len(_TARGETS) >= 1024:
-                _TARGETS.clear()
-            _TARGETS[req.target] = target
+            if len(req.target) <= _CACHED_TARGET_MAX:
+                if len(_TARGETS) >= 1024:
+                    _TARGETS.clear()
+                _TARGETS[req.target] = target
         h = self.s.h
         expect_100 = h.they_are_waiting_for_100_continue
         headers = request_headers_upstream(req.headers.raw_items(), target, self.s.ctx.client_ip,

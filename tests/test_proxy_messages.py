@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 
 import pytest
+from conftest import CertFiles
 
 from proxy.config import basic_credentials, parse_host_port
 from proxy.messages import (
@@ -146,3 +148,19 @@ def test_traffic_log_record_reaches_the_file_without_a_close(tmp_path) -> None: 
         assert [json.loads(line)["seq"] for line in path.read_text().splitlines()] == [1]
     finally:
         log.close()
+
+
+def test_long_targets_are_not_kept_in_the_parsed_target_cache(certs: CertFiles,
+                                                               tmp_path: Path) -> None:
+    # The cache of parsed targets is shared by all connections and holds 1024 entries:
+    # with URLs up to --max-header-bytes long, one client could pin ~128 MiB in it.
+    from proxy_helpers import curl, running_proxy
+
+    from proxy import forward
+    with running_proxy(certs, tmp_path) as rp:
+        long_url = f"{rp.origin}/{'a' * 30000}"
+        assert curl(rp, "-o", "/dev/null", "-w", "%{http_code}", long_url).stdout == b"200"
+        assert curl(rp, "-o", "/dev/null", "-w", "%{http_code}", f"{rp.origin}/short"
+                    ).stdout == b"200"
+    assert all(len(target) <= 2048 for target in forward._TARGETS)
+    assert f"{rp.origin}/short".encode() in forward._TARGETS
