@@ -62,6 +62,11 @@ def established(server_config: ServerConfig) -> tuple[ServerConnection, wire.Man
     return server, client
 
 
+def hello_with(ext_type: int, data: bytes) -> bytes:
+    """A ClientHello body whose only extension is ``ext_type`` carrying ``data``."""
+    return wire.client_hello_body(extensions=[wire.extension(ext_type, data)])
+
+
 def hello_record(**options: object) -> bytes:
     return wire.handshake_records(wire.client_hello(**options))
 
@@ -142,7 +147,7 @@ def test_protected_record_of_just_nonce_and_tag_is_empty_data(server_config: Ser
 
 def test_plaintext_record_over_the_size_limit(server_config: ServerConfig) -> None:
     # RFC 5246 §6.2.1: TLSPlaintext.length MUST NOT exceed 2^14.
-    body = wire.client_hello_body(extensions=[wire.extension(0x1234, b"\x00" * 2**14)])
+    body = hello_with(0x1234, b"\x00" * 2**14)
     oversized = wire.record(wire.HANDSHAKE, wire.handshake_message(wire.CLIENT_HELLO, body))
     assert len(oversized) - 5 > 2**14
     expect_fatal_alert(ServerConnection(server_config), oversized, AD.record_overflow)
@@ -474,95 +479,77 @@ MALFORMED_HELLOS: dict[str, tuple[bytes, AlertDescription]] = {
                                            wire.u16(0x1234) + wire.u16(10) + b"abc"]),
         AD.decode_error),
     "server_name-list-length-wrong": (
-        wire.client_hello_body(extensions=[wire.extension(
-            wire.EXT_SERVER_NAME, wire.u16(50) + b"\x00" + wire.vec16(b"localhost"))]),
+        hello_with(wire.EXT_SERVER_NAME, wire.u16(50) + b"\x00" + wire.vec16(b"localhost")),
         AD.decode_error),
     "server_name-empty-list": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SERVER_NAME, wire.vec16(b""))]),
+        hello_with(wire.EXT_SERVER_NAME, wire.vec16(b"")),
         AD.decode_error),
     # RFC 6066 §3: "MUST NOT contain more than one name of the same name_type". The list
     # decodes, its content is wrong: illegal_parameter (RFC 8446 §6.2's reading of §7.2.2).
     "server_name-two-host-names": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SERVER_NAME, wire.vec16(
-            b"\x00" + wire.vec16(b"localhost") + b"\x00" + wire.vec16(b"example.com")))]),
+        hello_with(wire.EXT_SERVER_NAME, wire.vec16(
+            b"\x00" + wire.vec16(b"localhost") + b"\x00" + wire.vec16(b"example.com"))),
         AD.illegal_parameter),
     # RFC 6066 §3: HostName is a DNS hostname in ASCII; a NUL byte makes it none (and it would
     # end up in the traffic log as the connection's SNI). The bytes decode, the value is
     # illegal: illegal_parameter. (OpenSSL says unrecognized_name, but RFC 6066 keeps that
     # for a well-formed name the server does not serve, and this server serves any name.)
     "server_name-with-NUL": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SERVER_NAME, wire.vec16(
-            b"\x00" + wire.vec16(b"local\x00host")))]),
+        hello_with(wire.EXT_SERVER_NAME, wire.vec16(b"\x00" + wire.vec16(b"local\x00host"))),
         AD.illegal_parameter),
     # ServerName: name_type(1) then HostName host_name<1..2^16-1> (RFC 6066 §3).
     "server_name-entry-header-cut": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SERVER_NAME,
-                                                          wire.vec16(b"\x00\x00"))]),
+        hello_with(wire.EXT_SERVER_NAME, wire.vec16(b"\x00\x00")),
         AD.decode_error),
     "server_name-entry-overruns-the-list": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SERVER_NAME, wire.vec16(
-            b"\x00" + wire.u16(20) + b"localhost"))]),
+        hello_with(wire.EXT_SERVER_NAME, wire.vec16(b"\x00" + wire.u16(20) + b"localhost")),
         AD.decode_error),
     "server_name-empty-host_name": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SERVER_NAME, wire.vec16(
-            b"\x00" + wire.vec16(b"")))]),
+        hello_with(wire.EXT_SERVER_NAME, wire.vec16(b"\x00" + wire.vec16(b""))),
         AD.decode_error),
     # "The hostname is represented as a byte string using ASCII encoding" (RFC 6066 §3).
     "server_name-not-ASCII": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SERVER_NAME, wire.vec16(
-            b"\x00" + wire.vec16("b\u00fccher.example".encode())))]),
+        hello_with(wire.EXT_SERVER_NAME, wire.vec16(b"\x00" + wire.vec16("b\u00fccher.example".encode()))),
         AD.illegal_parameter),
     "extended_master_secret-with-data": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_EXTENDED_MASTER_SECRET,
-                                                          b"\x00")]),
+        hello_with(wire.EXT_EXTENDED_MASTER_SECRET, b"\x00"),
         AD.decode_error),
     "alpn-empty-list": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_ALPN, wire.vec16(b""))]),
+        hello_with(wire.EXT_ALPN, wire.vec16(b"")),
         AD.decode_error),
     "alpn-empty-name": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_ALPN,
-                                                          wire.vec16(wire.vec8(b"")))]),
+        hello_with(wire.EXT_ALPN, wire.vec16(wire.vec8(b""))),
         AD.decode_error),
     # RFC 7301 §3.1: ProtocolName protocol_name_list<2..2^16-1>, each opaque<1..2^8-1>.
     "alpn-name-overruns-the-list": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_ALPN,
-                                                          wire.vec16(wire.u8(10) + b"h2"))]),
+        hello_with(wire.EXT_ALPN, wire.vec16(wire.u8(10) + b"h2")),
         AD.decode_error),
     "alpn-later-name-empty": (
-        wire.client_hello_body(extensions=[wire.extension(
-            wire.EXT_ALPN, wire.vec16(wire.vec8(b"http/1.1") + wire.vec8(b"")))]),
+        hello_with(wire.EXT_ALPN, wire.vec16(wire.vec8(b"http/1.1") + wire.vec8(b""))),
         AD.decode_error),
     "supported_versions-empty": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SUPPORTED_VERSIONS,
-                                                          wire.vec8(b""))]),
+        hello_with(wire.EXT_SUPPORTED_VERSIONS, wire.vec8(b"")),
         AD.decode_error),
     "supported_versions-odd-length": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SUPPORTED_VERSIONS,
-                                                          wire.vec8(b"\x03\x03\x03"))]),
+        hello_with(wire.EXT_SUPPORTED_VERSIONS, wire.vec8(b"\x03\x03\x03")),
         AD.decode_error),
     "supported_versions-length-past-the-end": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SUPPORTED_VERSIONS,
-                                                          b"\x04\x03\x03")]),
+        hello_with(wire.EXT_SUPPORTED_VERSIONS, b"\x04\x03\x03"),
         AD.decode_error),
     "supported_versions-255-bytes": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SUPPORTED_VERSIONS,
-                                                          wire.vec8(b"\x03" * 255))]),
+        hello_with(wire.EXT_SUPPORTED_VERSIONS, wire.vec8(b"\x03" * 255)),
         AD.decode_error),
     "signature_algorithms-empty": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SIGNATURE_ALGORITHMS,
-                                                          wire.vec16(b""))]),
+        hello_with(wire.EXT_SIGNATURE_ALGORITHMS, wire.vec16(b"")),
         AD.decode_error),
     "signature_algorithms-odd-length": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_SIGNATURE_ALGORITHMS,
-                                                          wire.vec16(b"\x04\x01\x05"))]),
+        hello_with(wire.EXT_SIGNATURE_ALGORITHMS, wire.vec16(b"\x04\x01\x05")),
         AD.decode_error),
     "signature_algorithms-byte-after-the-list": (
-        wire.client_hello_body(extensions=[wire.extension(
-            wire.EXT_SIGNATURE_ALGORITHMS, wire.vec16(b"\x04\x01") + b"\x00")]),
+        hello_with(wire.EXT_SIGNATURE_ALGORITHMS, wire.vec16(b"\x04\x01") + b"\x00"),
         AD.decode_error),
     "renegotiation_info-length-wrong": (
-        wire.client_hello_body(extensions=[wire.extension(wire.EXT_RENEGOTIATION_INFO,
-                                                          b"\x01")]),
+        hello_with(wire.EXT_RENEGOTIATION_INFO, b"\x01"),
         AD.decode_error),
     # RFC 5746 §3.6: a non-empty renegotiated_connection on an initial handshake.
     "renegotiation_info-not-empty": (

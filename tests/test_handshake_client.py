@@ -91,13 +91,20 @@ def test_our_client_against_openssl_s_server(certs: CertFiles,
     assert f"Ciphersuite: {suite.openssl_name}" in out, out
 
 
+def s_server_asking_for_a_client_certificate(
+        certs: CertFiles, openssl_server: Callable[..., OpenSSLServer],
+        verify_flag: str) -> tuple[OpenSSLServer, ClientConnection]:
+    """s_server with -verify (a certificate is optional) or -Verify (required), and our client."""
+    server = openssl_server(certs.chain_pem, certs.key_pem, verify_flag, "1",
+                            "-CAfile", str(certs.ca_pem))
+    return server, ClientConnection(ClientConfig.from_ca_file(certs.ca_pem, "localhost"))
+
+
 def test_a_server_asking_for_a_client_certificate_gets_an_empty_one(
         certs: CertFiles, openssl_server: Callable[..., OpenSSLServer]) -> None:
     # RFC 5246 §7.4.6: we have no client certificate, so we answer s_server's
     # CertificateRequest (-verify: optional) with an empty Certificate and carry on.
-    server = openssl_server(certs.chain_pem, certs.key_pem, "-verify", "1",
-                            "-CAfile", str(certs.ca_pem))
-    conn = ClientConnection(ClientConfig.from_ca_file(certs.ca_pem, "localhost"))
+    server, conn = s_server_asking_for_a_client_certificate(certs, openssl_server, "-verify")
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
         conn.start_handshake()
         drive_client(conn, sock, completed)
@@ -112,9 +119,7 @@ def test_a_server_asking_for_a_client_certificate_gets_an_empty_one(
 
 def test_a_server_requiring_a_client_certificate_refuses_us_with_an_alert(
         certs: CertFiles, openssl_server: Callable[..., OpenSSLServer]) -> None:
-    server = openssl_server(certs.chain_pem, certs.key_pem, "-Verify", "1",
-                            "-CAfile", str(certs.ca_pem))
-    conn = ClientConnection(ClientConfig.from_ca_file(certs.ca_pem, "localhost"))
+    server, conn = s_server_asking_for_a_client_certificate(certs, openssl_server, "-Verify")
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
         conn.start_handshake()
         events = drive_client(conn, sock, lambda ev: any(isinstance(e, ConnectionClosed)
