@@ -352,16 +352,13 @@ class _Exchange:
         # are ours; its private _parsed flag would skip that (~15 us), but a private
         # parameter could change under us in any h11 release.
         upstream = h11.Request(method=req.method, target=target.path, headers=headers)
-        has_body = framing = False
-        for n, v in req.headers:
-            if n == b"content-length" or n == b"transfer-encoding":
-                if framing:
-                    # h11 lets Transfer-Encoding win; an origin that believes the
-                    # Content-Length would read part of the body as another request.
-                    raise HttpError(400, "malformed request: both Content-Length and "
-                                         "Transfer-Encoding (RFC 9112 section 6.3)")
-                framing = True
-                has_body = v != b"0"
+        if _both_framings(req.headers):
+            # h11 lets Transfer-Encoding win; an origin that believes the
+            # Content-Length would read part of the body as another request.
+            raise HttpError(400, "malformed request: both Content-Length and "
+                                 "Transfer-Encoding (RFC 9112 section 6.3)")
+        has_body = any(n in (b"content-length", b"transfer-encoding") and v != b"0"
+                       for n, v in req.headers)
         if not has_body:
             # A bodiless request still has its EndOfMessage to read (h11 state); read
             # it once, before any attempt, so a retry does not wait for it again.
