@@ -50,6 +50,10 @@ _APPLICATION_DATA = int(ContentType.application_data)
 _HANDSHAKE = int(ContentType.handshake)
 _ALERT = int(ContentType.alert)
 _CCS_PAYLOAD = b"\x01"
+# Records in a row that carry no data and move no handshake forward (empty
+# records, warning alerts, refused renegotiations): each costs us work, so past
+# this many the peer is flooding. OpenSSL's limit for empty records is the same.
+MAX_IDLE_RECORDS = 32
 _FINISHED_LABEL = {Role.CLIENT: b"client finished", Role.SERVER: b"server finished"}
 
 
@@ -111,6 +115,7 @@ class Connection:
         self._session: HandshakeComplete | None = None
         self._sent_close = False
         self._read_closed = False
+        self._idle_records = 0  # in a row; see MAX_IDLE_RECORDS
         self._error: ProtocolError | None = None
 
     # --- public API ------------------------------------------------------------
@@ -147,6 +152,9 @@ class Connection:
                         and not self._handshake_buf):
                     if payload:
                         events.append(ApplicationData(payload))
+                        self._idle_records = 0
+                    else:
+                        self._idle_record("an empty application_data record")
                     continue
                 self._handle_record(content_type, payload, events)
         except ProtocolError as exc:
@@ -223,13 +231,11 @@ class Connection:
                 f"{ContentType(content_type).name} record inside a fragmented handshake message",
                 AlertDescription.unexpected_message)
         if content_type == _APPLICATION_DATA:
-            if self._state is not State.ESTABLISHED:
-                raise RemoteProtocolError(
-                    f"application data before the handshake completed (state '{self._state.value}')",
-                    AlertDescription.unexpected_message)
-            if payload:
-                events.append(ApplicationData(payload))
-        elif content_type == _ALERT:
+            # Established with no fragment pending is receive_data's fast path; here it is early.
+            raise RemoteProtocolError(
+                f"application data before the handshake completed (state '{self._state.value}')",
+                AlertDescription.unexpected_message)
+        if content_type == _ALERT:
             self._handle_alert(payload, events)
         else:
             self._handle_change_cipher_spec(payload)
@@ -262,12 +268,14 @@ class Connection:
             if len(raw) != 4:
                 raise RemoteProtocolError("HelloRequest with a body", AlertDescription.decode_error)
             if self._state is not State.ESTABLISHED:
+                self._idle_record("a HelloRequest during the handshake")
                 return
         if self._state is State.ESTABLISHED:
             self._refuse_renegotiation(msg_type)
             return
         peer = self.peer_role
         self._state = next_state(self._state, peer, msg_type, local_role=self.role)
+        self._idle_records = 0
         body = raw[4:]
         if msg_type is HandshakeType.finished:
             # The peer's Finished covers the transcript *before* itself.
@@ -281,6 +289,7 @@ class Connection:
         if msg_type is not renegotiation:
             raise RemoteProtocolError(f"{msg_type.name} after the handshake completed",
                                       AlertDescription.unexpected_message)
+        self._idle_record("a renegotiation attempt")
         # RFC 5246 §7.2.2 / RFC 5746 §4.4: decline with the (warning-level)
         # no_renegotiation alert; the connection carries on with its keys.
         self._send_alert(AlertLevel.warning, AlertDescription.no_renegotiation)
@@ -325,6 +334,16 @@ class Connection:
                      else AlertDescription.internal_error)
             self._error = RemoteProtocolError(f"peer sent fatal alert {name}", known)
             events.append(ConnectionClosed(clean=False))
+        else:
+            self._idle_record(f"a {getattr(description, 'name', description)} warning alert")
+
+    def _idle_record(self, what: str) -> None:
+        """Count a record that carried no data and no handshake progress; refuse a flood of them."""
+        self._idle_records += 1
+        if self._idle_records > MAX_IDLE_RECORDS:
+            raise RemoteProtocolError(
+                f"more than {MAX_IDLE_RECORDS} records in a row carried no data (the last: {what})",
+                AlertDescription.unexpected_message)
 
     # --- sending --------------------------------------------------------------------
 

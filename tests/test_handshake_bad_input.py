@@ -413,6 +413,70 @@ def test_renegotiation_attempt_after_the_handshake(server_config: ServerConfig) 
     assert client.open_all(server.data_to_send()) == [(wire.APPLICATION_DATA, b"and back")]
 
 
+# -- floods: records that carry nothing -----------------------------------------------------------
+# Empty records, warning alerts and refused renegotiations each cost the receiver
+# work and give it nothing; OpenSSL ends a connection after 32 empty records in a
+# row (and 5 warnings) with unexpected_message. We allow 32 of any mix.
+
+LIMIT = 32
+
+
+def renegotiating_hello(client: wire.ManualClient) -> bytes:
+    exts = [e for e in wire.default_extensions()
+            if not e.startswith(wire.u16(wire.EXT_RENEGOTIATION_INFO))]
+    hello = wire.client_hello(extensions=exts + [
+        wire.ext_renegotiation_info(client.client_verify_data)])
+    return client.seal(wire.HANDSHAKE, hello)
+
+
+IDLE_RECORDS = {
+    "empty record": lambda client: client.seal(wire.APPLICATION_DATA, b""),
+    "warning alert": lambda client: client.seal(wire.ALERT, bytes([WARNING, AD.user_canceled])),
+    "renegotiation": renegotiating_hello,
+}
+
+
+@pytest.mark.parametrize("kind", IDLE_RECORDS)
+def test_a_flood_of_records_without_data(server_config: ServerConfig, kind: str) -> None:
+    server, client = established(server_config)
+    idle = IDLE_RECORDS[kind]
+    server.receive_data(b"".join(idle(client) for _ in range(LIMIT)))
+    client.open_all(server.data_to_send())  # the no_renegotiation warnings, if any
+    error = expect_encrypted_alert(server, client, idle(client), AD.unexpected_message)
+    assert f"more than {LIMIT} records in a row carried no data" in str(error)
+
+
+def test_a_mixed_flood_counts_as_one(server_config: ServerConfig) -> None:
+    server, client = established(server_config)
+    kinds = list(IDLE_RECORDS.values())
+    server.receive_data(b"".join(kinds[i % 3](client) for i in range(LIMIT)))
+    client.open_all(server.data_to_send())
+    expect_encrypted_alert(server, client, kinds[0](client), AD.unexpected_message)
+
+
+def test_data_between_idle_records_resets_the_count(server_config: ServerConfig) -> None:
+    server, client = established(server_config)
+    empty = IDLE_RECORDS["empty record"]
+    for round_number in range(3):
+        events = server.receive_data(b"".join(empty(client) for _ in range(LIMIT))
+                                     + client.seal(wire.APPLICATION_DATA, b"%d" % round_number))
+        assert events == [ApplicationData(b"%d" % round_number)]
+    assert server.data_to_send() == b""
+
+
+def test_a_flood_of_plaintext_warnings_before_the_hello(server_config: ServerConfig) -> None:
+    server = ServerConnection(server_config)
+    warning = wire.record(wire.ALERT, bytes([WARNING, AD.user_canceled]))
+    events = server.receive_data(warning * LIMIT)
+    assert len(events) == LIMIT
+    expect_fatal_alert(server, warning, AD.unexpected_message)
+    # A handshake message in between resets the count.
+    server = ServerConnection(server_config)
+    client = wire.ManualClient()
+    server.receive_data(warning * LIMIT + client.hello() + warning * LIMIT)
+    client.read_server_hello_flight(server.data_to_send())
+
+
 # -- after an error ----------------------------------------------------------------------------
 
 def test_the_connection_stays_failed(server_config: ServerConfig) -> None:

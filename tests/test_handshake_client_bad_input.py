@@ -363,6 +363,40 @@ def test_hello_request_with_a_body_after_the_handshake(client_config: ClientConf
         (wire.ALERT, bytes([2, AD.decode_error]))]
 
 
+def test_a_flood_of_hello_requests_after_the_handshake(client_config: ClientConfig,
+                                                       certs: CertFiles) -> None:
+    # 32 records in a row that carry nothing are allowed (OpenSSL's limit for empty
+    # records); the 33rd ends the connection with unexpected_message.
+    session = Session(client_config, certs)
+    session.client.receive_data(session.server_flight)
+    session.server_write.seq = 1
+    hello_request = wire.handshake_message(0, b"")
+    flood = b"".join(session.server_write.seal(wire.HANDSHAKE, hello_request) for _ in range(32))
+    assert session.client.receive_data(flood) == []
+    session.client_write.seq = 1
+    queued = wire.parse_records(session.client.data_to_send())
+    assert [(r.content_type, session.client_write.open(r)) for r in queued] == [
+        (wire.ALERT, bytes([1, AD.no_renegotiation]))] * 32
+    with pytest.raises(RemoteProtocolError) as info:
+        session.client.receive_data(session.server_write.seal(wire.HANDSHAKE, hello_request))
+    assert info.value.alert is AD.unexpected_message
+    assert "more than 32 records in a row carried no data" in str(info.value)
+    queued = wire.parse_records(session.client.data_to_send())
+    assert [(r.content_type, session.client_write.open(r)) for r in queued] == [
+        (wire.ALERT, bytes([2, AD.unexpected_message]))]
+
+
+def test_a_flood_of_hello_requests_during_the_handshake(client_config: ClientConfig,
+                                                        chain_der: list[bytes]) -> None:
+    hello_request = messages((0, b""))
+    client = started_client(client_config)
+    client.receive_data(hello_request * 32 + flight(chain_der))
+    assert client.data_to_send()[:1] == bytes([wire.HANDSHAKE])  # the ClientKeyExchange
+    client = started_client(client_config)
+    client.receive_data(hello_request * 32)
+    expect_fatal_alert(client, hello_request, AD.unexpected_message)
+
+
 def test_certificate_request_is_answered_with_an_empty_certificate(
         client_config: ClientConfig, chain_der: list[bytes]) -> None:
     # RFC 5246 §7.4.6: without a certificate the client still sends Certificate, empty,
