@@ -305,22 +305,16 @@ def refused_port() -> Iterator[int]:
         yield port
 
 
-class OpenSSLServer:
-    """``openssl s_server -tls1_2 -rev`` on 127.0.0.1 (answers each line reversed)."""
+class ServerProcess:
+    """A TLS server program on 127.0.0.1 as a subprocess, its output collected by a thread."""
 
-    def __init__(self, cert: Path, key: Path, *extra: str, keylog: Path | None = None) -> None:
-        self.port = free_port()
-        args = [require_binary("openssl"), "s_server", "-tls1_2", "-accept",
-                f"127.0.0.1:{self.port}", "-cert", str(cert), "-key", str(key), "-rev",
-                "-naccept", "1", *extra]
-        if keylog is not None:
-            args += ["-keylogfile", str(keylog)]
+    def __init__(self, args: list[str], ready: str) -> None:
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self._wait_for("ACCEPT")
+        self._wait_for(ready)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -331,10 +325,10 @@ class OpenSSLServer:
         deadline = time.monotonic() + IO_TIMEOUT
         while not any(text in line for line in self.lines):
             if self.process.poll() is not None and not self._reader.is_alive():
-                raise AssertionError(f"openssl s_server exited: {''.join(self.lines)}")
+                raise AssertionError(f"{self.process.args[0]} exited: {''.join(self.lines)}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise AssertionError(f"openssl s_server never printed {text!r}")
+                raise AssertionError(f"{self.process.args[0]} never printed {text!r}")
             time.sleep(0.02)
 
     def stop(self) -> str:
@@ -344,6 +338,19 @@ class OpenSSLServer:
         self.process.wait(timeout=IO_TIMEOUT)
         self._reader.join(IO_TIMEOUT)
         return "".join(self.lines)
+
+
+class OpenSSLServer(ServerProcess):
+    """``openssl s_server -tls1_2 -rev`` on 127.0.0.1 (answers each line reversed)."""
+
+    def __init__(self, cert: Path, key: Path, *extra: str, keylog: Path | None = None) -> None:
+        self.port = free_port()
+        args = [require_binary("openssl"), "s_server", "-tls1_2", "-accept",
+                f"127.0.0.1:{self.port}", "-cert", str(cert), "-key", str(key), "-rev",
+                "-naccept", "1", *extra]
+        if keylog is not None:
+            args += ["-keylogfile", str(keylog)]
+        super().__init__(args, ready="ACCEPT")
 
 
 @pytest.fixture
