@@ -309,6 +309,7 @@ class ServerProcess:
     """A TLS server program on 127.0.0.1 as a subprocess, its output collected by a thread."""
 
     def __init__(self, args: list[str], ready: str) -> None:
+        self.name = Path(args[0]).name
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT)
         self.lines: list[str] = []
@@ -325,10 +326,10 @@ class ServerProcess:
         deadline = time.monotonic() + IO_TIMEOUT
         while not any(text in line for line in self.lines):
             if self.process.poll() is not None and not self._reader.is_alive():
-                raise AssertionError(f"{self.process.args[0]} exited: {''.join(self.lines)}")
+                raise AssertionError(f"{self.name} exited: {''.join(self.lines)}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise AssertionError(f"{self.process.args[0]} never printed {text!r}")
+                raise AssertionError(f"{self.name} never printed {text!r}")
             time.sleep(0.02)
 
     def stop(self) -> str:
