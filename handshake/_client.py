@@ -22,6 +22,7 @@ from ._crypto import (
     certificate_summary,
     encrypt_pre_master_secret,
     load_der_certificate,
+    rsa_public_key,
     verify_server_chain,
 )
 from ._errors import CertificateError, LocalProtocolError, RemoteProtocolError
@@ -68,6 +69,7 @@ class ClientConnection(Connection):
         self._offered_extensions: set[int] = set()
         self._alpn: str | None = None
         self._chain: list[Certificate] = []
+        self._server_key: RSAPublicKey | None = None  # the leaf's, once the chain is verified
         self._leaf_summary: tuple[str, str, int, bytes] = ("", "", 0, b"")
         self._certificate_requested = False
 
@@ -163,10 +165,11 @@ class ClientConnection(Connection):
                                       AlertDescription.handshake_failure)
         try:
             self._chain = [load_der_certificate(der) for der in chain_der]
+            public_key = rsa_public_key(self._chain[0])
         except ValueError as exc:
             raise CertificateError(f"server certificate cannot be parsed: {exc}", "invalid",
                                    AlertDescription.bad_certificate) from None
-        if not isinstance(self._chain[0].public_key(), RSAPublicKey):
+        if public_key is None:
             raise CertificateError("server certificate has no RSA key, which RSA key transport "
                                    "needs", "invalid", AlertDescription.unsupported_certificate)
         if not allows_key_encipherment(self._chain[0]):
@@ -180,6 +183,7 @@ class ClientConnection(Connection):
             raise CertificateError(f"certificate verify failed: {message}", reason,
                                    _CERTIFICATE_ALERTS[reason])
         self._leaf_summary = certificate_summary(self._chain[0])
+        self._server_key = public_key
 
     def _on_server_hello_done(self, body: bytes, events: list[Event]) -> None:
         check_empty(body, "ServerHelloDone")
@@ -193,9 +197,8 @@ class ClientConnection(Connection):
             certificate_verified=True))
         # RFC 5246 §7.4.7.1: client_version (what we offered) then 46 random bytes.
         pre_master_secret = TLS12.to_bytes(2, "big") + os.urandom(PRE_MASTER_SECRET_LEN - 2)
-        public_key = self._chain[0].public_key()
-        assert isinstance(public_key, RSAPublicKey)
-        encrypted = encrypt_pre_master_secret(public_key, pre_master_secret)
+        assert self._server_key is not None
+        encrypted = encrypt_pre_master_secret(self._server_key, pre_master_secret)
         flight = bytearray()
         if self._certificate_requested:
             self._send_handshake(HandshakeType.certificate, _EMPTY_CERTIFICATE, flight)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 
 from cryptography import x509
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -49,6 +49,7 @@ __all__ = [
     "load_der_certificate",
     "load_pem_chain",
     "load_pem_rsa_private_key",
+    "rsa_public_key",
     "HASHES",
     "PrfKey",
     "verify_server_chain",
@@ -62,8 +63,13 @@ def load_pem_chain(path: str | os.PathLike[str]) -> list[x509.Certificate]:
         data = f.read()
     try:
         chain = x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise ValueError(f"{os.fspath(path)}: no PEM certificate could be read ({exc})") from None
+    try:
+        for cert in chain:
+            _read_lazy_parts(cert)
+    except ValueError as exc:
+        raise ValueError(f"{os.fspath(path)}: a certificate is malformed ({exc})") from None
     return chain
 
 
@@ -81,7 +87,41 @@ def load_pem_rsa_private_key(path: str | os.PathLike[str]) -> rsa.RSAPrivateKey:
 
 
 def load_der_certificate(der: bytes) -> x509.Certificate:
-    return x509.load_der_x509_certificate(der)
+    """Parse a certificate a peer sent, as far as the handshake will read it (else ValueError)."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except (ValueError, x509.InvalidVersion) as exc:
+        raise ValueError(str(exc)) from None
+    _read_lazy_parts(cert)
+    return cert
+
+
+def _read_lazy_parts(cert: x509.Certificate) -> None:
+    """Parse now what cryptography parses at first use: the names and the extensions.
+
+    A flaw there would otherwise raise in the middle of a handshake, and not
+    as a ValueError: by flaw, cryptography raises ValueError, TypeError or
+    KeyError (a fuzzer found each). Here every one is a ValueError.
+    """
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        cert.extensions  # noqa: B018 (parsed on first access)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(str(exc) if isinstance(exc, ValueError)
+                         else f"{type(exc).__name__}: {exc}") from None
+
+
+def rsa_public_key(cert: x509.Certificate) -> rsa.RSAPublicKey | None:
+    """The certificate's RSA public key; None if its key is of another (or an unknown) kind.
+
+    A malformed key is a ValueError.
+    """
+    try:
+        key = cert.public_key()
+    except UnsupportedAlgorithm:
+        return None
+    return key if isinstance(key, rsa.RSAPublicKey) else None
 
 
 def certificate_der(cert: x509.Certificate) -> bytes:

@@ -138,7 +138,19 @@ def make_certs(out_dir: str | Path, names: tuple[str, ...] = DEFAULT_NAMES,
 
 
 def describe_certificate(chain_path: str | Path) -> tuple[str, str]:
-    """(subject, SHA-256 fingerprint as AA:BB:..) of the first certificate in a PEM file."""
-    leaf = x509.load_pem_x509_certificates(Path(chain_path).read_bytes())[0]
+    """(subject, SHA-256 fingerprint as AA:BB:..) of the first certificate in a PEM file.
+
+    ValueError, with a message naming the file, if there is none or its subject cannot be read.
+    """
+    try:
+        leaf = x509.load_pem_x509_certificates(Path(chain_path).read_bytes())[0]
+    except (ValueError, x509.InvalidVersion):
+        raise ValueError(f"{str(chain_path)!r} is not a PEM certificate chain") from None
+    try:
+        subject = leaf.subject.rfc4514_string()
+    except (ValueError, TypeError, KeyError) as exc:
+        # cryptography parses names lazily, and says what is wrong with several exception types.
+        raise ValueError(f"{chain_path}: a certificate is malformed "
+                         f"({type(exc).__name__}: {exc})") from None
     digest = leaf.fingerprint(hashes.SHA256())
-    return leaf.subject.rfc4514_string(), ":".join(f"{b:02X}" for b in digest)
+    return subject, ":".join(f"{b:02X}" for b in digest)

@@ -330,10 +330,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             problem = _file_problem(path)
             if problem is not None:
                 return _fail(f"cannot read the {label} {path!r}: {problem}")
-        try:
-            subject, fingerprint = describe_certificate(config.cert)
-        except ValueError:
-            return _fail(f"{config.cert!r} is not a PEM certificate chain")
+        subject, fingerprint = describe_certificate(config.cert)
         if config.bodies_dir:
             _prepare_bodies_dir(config.bodies_dir, _source(args.bodies, "--bodies"))
     except (ValueError, OSError) as exc:

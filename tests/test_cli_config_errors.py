@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from conftest import CertFiles
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 
 def serve(certs: CertFiles, *args: str, env: dict[str, str] | None = None
@@ -123,3 +125,25 @@ def test_a_bad_serve_variable_does_not_break_other_commands(tmp_path: Path) -> N
                             env={**os.environ, "HANDSHAKE_PROXY_IDLE_TIMEOUT": "abc"},
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", ["issuer", "subject"])
+def test_a_certificate_that_cryptography_cannot_fully_parse(certs: CertFiles, tmp_path: Path,
+                                                            name: str) -> None:
+    # The outer DER is whole, so the PEM loads; the name's organizationName is tagged as a
+    # BIT STRING, which cryptography refuses (with a TypeError) only when the name is read.
+    leaf = certs.cert.cert_chain_pems[0].bytes()
+    der = x509.load_pem_x509_certificate(leaf).public_bytes(Encoding.DER)
+    utf8_org = b"\x06\x03\x55\x04\x0a\x0c"
+    assert der.count(utf8_org) == 2  # the issuer's, then the subject's
+    at = der.find(utf8_org) if name == "issuer" else der.rfind(utf8_org)
+    broken = x509.load_der_x509_certificate(der[:at + 5] + b"\x03" + der[at + 6:])
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(broken.public_bytes(Encoding.PEM) + certs.ca.cert_pem.bytes())
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--listen", "127.0.0.1:0",
+         "--cert", str(chain), "--key", str(certs.key_pem)],
+        capture_output=True, text=True, timeout=30, cwd=Path(__file__).resolve().parents[1])
+    line = one_line_error(result)
+    assert line.endswith(f"{str(chain)}: a certificate is malformed "
+                         "(TypeError: oid must be X500_UNIQUE_IDENTIFIER for BitString type.)"), line

@@ -205,6 +205,39 @@ CERTIFICATE_CASES: dict[str, tuple[Callable[[list[bytes]], bytes], AlertDescript
 }
 
 
+def leaf_edited(old: bytes, new: bytes) -> Callable[[list[bytes]], bytes]:
+    """A Certificate body whose leaf has its first ``old`` bytes replaced by ``new`` (same length,
+    so the DER framing stays whole and only what is inside goes wrong)."""
+    assert len(old) == len(new)
+
+    def build(chain: list[bytes]) -> bytes:
+        assert old in chain[0], old
+        return wire.certificate_body([chain[0].replace(old, new, 1), *chain[1:]])
+
+    return build
+
+
+# Leaves whose outer DER is fine but whose insides are not. cryptography parses some of
+# these parts lazily and raises InvalidVersion, ValueError, TypeError or KeyError, by flaw
+# (a fuzzer found each); all are a corrupt certificate (bad_certificate). A key of a kind
+# nobody knows is an unsupported one.
+_ISSUER_O = b"\x06\x03\x55\x04\x0a\x0c"  # organizationName, then UTF8String's tag
+CERTIFICATE_CASES |= {
+    "unknown-x509-version": (leaf_edited(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x45"),
+                        AD.bad_certificate),
+    "san-name-overruns": (leaf_edited(b"\x82\x09localhost", b"\x82\x7flocalhost"),
+                          AD.bad_certificate),
+    "issuer-as-bit-string": (leaf_edited(_ISSUER_O, _ISSUER_O[:-1] + b"\x03"),
+                             AD.bad_certificate),
+    "issuer-of-unknown-string-type": (leaf_edited(_ISSUER_O, _ISSUER_O[:-1] + b"\x08"),
+                                      AD.bad_certificate),
+    # rsaEncryption (1.2.840.113549.1.1.1) turned into 1.2.840.113549.1.1.99
+    "unknown-key-algorithm": (leaf_edited(b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05",
+                                          b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x63\x05"),
+                              AD.unsupported_certificate),
+}
+
+
 @pytest.mark.parametrize("name", CERTIFICATE_CASES)
 def test_certificate_problems(client_config: ClientConfig, chain_der: list[bytes],
                               name: str) -> None:
