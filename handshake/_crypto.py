@@ -100,14 +100,16 @@ def _read_lazy_parts(cert: x509.Certificate) -> None:
     """Parse now what cryptography parses at first use: the names and the extensions.
 
     A flaw there would otherwise raise in the middle of a handshake, and not
-    as a ValueError: by flaw, cryptography raises ValueError, TypeError or
-    KeyError (a fuzzer found each). Here every one is a ValueError.
+    always as a ValueError: by flaw, cryptography raises ValueError, TypeError,
+    KeyError or DuplicateExtension (a fuzzer found each), or, as documented,
+    UnsupportedGeneralNameType. Here every one is a ValueError.
     """
     try:
         cert.subject.rfc4514_string()
         cert.issuer.rfc4514_string()
         cert.extensions  # noqa: B018 (parsed on first access)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, x509.DuplicateExtension,
+            x509.UnsupportedGeneralNameType) as exc:
         raise ValueError(str(exc) if isinstance(exc, ValueError)
                          else f"{type(exc).__name__}: {exc}") from None
 

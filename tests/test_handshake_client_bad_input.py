@@ -218,9 +218,9 @@ def leaf_edited(old: bytes, new: bytes) -> Callable[[list[bytes]], bytes]:
 
 
 # Leaves whose outer DER is fine but whose insides are not. cryptography parses some of
-# these parts lazily and raises InvalidVersion, ValueError, TypeError or KeyError, by flaw
-# (a fuzzer found each); all are a corrupt certificate (bad_certificate). A key of a kind
-# nobody knows is an unsupported one.
+# these parts lazily and raises InvalidVersion, ValueError, TypeError, KeyError or
+# DuplicateExtension, by flaw (a fuzzer found each); all are a corrupt certificate
+# (bad_certificate). A key of a kind nobody knows is an unsupported one.
 _ISSUER_O = b"\x06\x03\x55\x04\x0a\x0c"  # organizationName, then UTF8String's tag
 CERTIFICATE_CASES |= {
     "unknown-x509-version": (leaf_edited(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x45"),
@@ -231,6 +231,9 @@ CERTIFICATE_CASES |= {
                              AD.bad_certificate),
     "issuer-of-unknown-string-type": (leaf_edited(_ISSUER_O, _ISSUER_O[:-1] + b"\x08"),
                                       AD.bad_certificate),
+    # The subjectAltName's OID (2.5.29.17) written over the basicConstraints' (2.5.29.19).
+    "duplicate-extension": (leaf_edited(b"\x06\x03\x55\x1d\x13", b"\x06\x03\x55\x1d\x11"),
+                            AD.bad_certificate),
     # rsaEncryption (1.2.840.113549.1.1.1) turned into 1.2.840.113549.1.1.99
     "unknown-key-algorithm": (leaf_edited(b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05",
                                           b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x63\x05"),
