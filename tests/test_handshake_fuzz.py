@@ -47,13 +47,13 @@ def live_flight(client_config: ClientConfig, server_config: ServerConfig,
     """
     client, server = ClientConnection(client_config), ServerConnection(server_config)
     client.start_handshake()
-    sender, receiver = client, server
+    sender: Connection = client
+    receiver: Connection = server
     for name in STAGES:
         if name == "client application data":
             client.send_application_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             client.send_application_data(b"x" * 300)
         elif name == "server application data":
-            sender, receiver = server, client
             server.send_application_data(b"HTTP/1.1 200 OK\r\n\r\n")
             server.close()
         flight = sender.data_to_send()
