@@ -219,7 +219,9 @@ class ClientSession:
                 self.ctx.exchanges += 1  # a request we could not even parse still counts
             record["error"] = err.message
             if self.h.their_state is h11.SEND_BODY:
-                with contextlib.suppress(TimeoutError, _ClientGone, h11.ProtocolError):
+                # A body that breaks its framing while being dropped (HttpError) changes
+                # nothing: the client gets the first error, then the connection closes.
+                with contextlib.suppress(TimeoutError, _ClientGone, h11.ProtocolError, HttpError):
                     await ex._discard_request_body()
             try:
                 keep = self._send_error(err, ex)

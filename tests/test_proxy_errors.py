@@ -284,6 +284,24 @@ def test_client_dying_mid_upload_or_sending_a_bad_body(certs: CertFiles, tmp_pat
     assert "Traceback" not in capfd.readouterr().err
 
 
+def test_a_refused_request_whose_body_then_turns_out_malformed(
+        certs: CertFiles, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    # The request is refused on its head (400: not an absolute URL) and its body read and
+    # dropped before the answer; that body's chunk framing is broken. The client still
+    # gets the refusal, the exchange is logged, and nothing escapes as a traceback.
+    with running_proxy(certs, tmp_path) as rp:
+        answer = _raw_request(rp, b"POST /relative HTTP/1.1\r\nHost: x\r\n"
+                                  b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n-\r\n")
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert b"origin-form request target" in answer, answer
+        assert curl(rp, f"{rp.origin}/after").returncode == 0
+        records = rp.stop()
+    rec = _record(records, "/relative")
+    assert rec["response"]["status"] == 400
+    assert "origin-form request target" in rec["error"]
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_origin_that_stops_reading_an_upload_gets_504(certs: CertFiles, tmp_path: Path) -> None:
     # DESIGN §5, every wait has a timeout: writing a request body to an origin that no
     # longer reads it is bounded by --origin-timeout, like waiting for its answer.
