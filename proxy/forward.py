@@ -267,6 +267,8 @@ class ClientSession:
         # If the request body was not read, the connection cannot be reused.
         close = h.their_state is not h11.DONE or err.status in (400, 408, 431)
         headers, body = error_response_parts(err.status, err.message, close, err.extra_headers)
+        if ex.method == b"HEAD":
+            body = b""  # RFC 9110 §9.3.2: the header fields a GET would get, and no content
         ex.set_response(err.status, b"", headers)
         ex.resp_tap.update(body)
         try:
@@ -305,8 +307,10 @@ class _Exchange:
             self.resp_tap = BodyTap(self.cfg.preview_bytes)
         self.redact = self.cfg.redact_headers
         self.origin_answered = False  # any response byte yet: tells a stale pooled connection
+        self.method = b""  # the request's, once its head is parsed
 
     def set_request(self, req: h11.Request) -> None:
+        self.method = req.method
         self.record["request"] = {
             "method": req.method.decode("latin-1"), "url": target_for_log(req.target),
             "version": "HTTP/" + req.http_version.decode("latin-1"),

@@ -93,6 +93,34 @@ def test_origin_sends_garbage_502(certs: CertFiles, tmp_path: Path) -> None:
     assert "origin sent an invalid response" in rec["error"]
 
 
+def test_a_head_request_gets_the_proxys_error_without_a_body(certs: CertFiles,
+                                                              tmp_path: Path) -> None:
+    # RFC 9110 §9.3.2: the answer to HEAD has a GET's header fields and no content. The
+    # proxy's own error answers used to send their text anyway, which h11 refuses for
+    # HEAD, and the exchange was dropped with nothing sent.
+    def garbage(conn: socket.socket) -> None:
+        read_request_head(conn)
+        conn.sendall(b"THIS IS NOT HTTP\r\n\r\n")
+        conn.close()
+
+    origin = FakeOrigin(garbage)
+    try:
+        with running_proxy(certs, tmp_path) as rp:
+            r = curl(rp, "-I", "-o", "-", "-w", "%{http_code}\n",
+                     f"http://127.0.0.1:{origin.port}/head", "-o", "-", "-w", "%{http_code}\n",
+                     f"{rp.origin}/after")
+            assert r.returncode == 0, r
+            assert r.stdout.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), r.stdout
+            assert b"Content-Length: " in r.stdout
+            assert r.stdout.split(b"\r\n\r\n", 1)[1].startswith(b"502\n"), r.stdout
+            assert r.stdout.endswith(b"200\n"), r.stdout  # the connection carried on
+            records = rp.stop()
+    finally:
+        origin.close()
+    rec = _record(records, "/head")
+    assert rec["response"]["status"] == 502 and rec["response"]["body"]["size"] == 0
+
+
 def test_origin_dies_mid_body_client_sees_abort(certs: CertFiles, tmp_path: Path) -> None:
     def dies(conn: socket.socket) -> None:
         read_request_head(conn)
