@@ -18,6 +18,7 @@ from pathlib import Path
 from .certs import describe_certificate, make_certs
 from .client import fetch
 from .config import ProxyConfig
+from .logview import read_records
 from .origin import Origin
 from .server import ProxyServer
 from .traffic_log import TrafficLog
@@ -88,7 +89,7 @@ def run_demo(out: Callable[[str], None] = lambda s: print(s, flush=True)) -> int
         finally:
             bg.stop()
             log.close()
-        records = [json.loads(line) for line in Path(log_path).read_text().splitlines()]
+        records = list(read_records(log_path))
         out("")
         out(f"== the decrypted traffic log ({len(records)} records, JSON Lines) ==")
         for rec in records:

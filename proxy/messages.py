@@ -82,7 +82,17 @@ def parse_authority(authority: bytes, default_port: int | None) -> tuple[str, in
         host_text = host.decode("ascii")
     except UnicodeDecodeError:
         raise HttpError(400, "malformed request target: non-ASCII host") from None
+    if not authority.startswith(b"[") and not _valid_dns_labels(host_text):
+        # The resolver's IDNA step would raise UnicodeError on these, mid-connect.
+        raise HttpError(400, f"malformed request target: {host_text!r} is not a host name "
+                             "(a label is empty or longer than 63 characters)")
     return host_text, port
+
+
+def _valid_dns_labels(name: str) -> bool:
+    """Every dot-separated label 1-63 characters (a final dot allowed), 253 in all."""
+    labels = (name[:-1] if name.endswith(".") else name).split(".")
+    return len(name) <= 253 and all(0 < len(label) < 64 for label in labels)
 
 
 def _authority_end(rest: bytes) -> int:

@@ -75,7 +75,9 @@ class RunningProxy:
 def read_log(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # Split on newlines only: the log keeps U+2028 and U+0085 unescaped, and splitlines()
+    # would cut a record at them.
+    return [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
 
 
 @contextmanager

@@ -388,3 +388,24 @@ def test_an_ipv6_tunnel_target_is_bracketed(tmp_path: Path, capsys: pytest.Captu
     path = write_log(tmp_path / "t.jsonl", ip_and_name_records())
     connect_line = next(line for line in shown(capsys, path) if " CONNECT " in line)
     assert " [0:0::1]:443 " in connect_line
+
+
+def test_line_separators_inside_a_record_do_not_split_it(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # The log keeps non-ASCII text unescaped, so U+2028, U+2029 and U+0085 (a header byte
+    # 0x85 read as latin-1) appear raw inside a record; str.splitlines() would cut the
+    # record there. The readers split on newlines only.
+    from proxy.traffic_log import TrafficLog
+
+    record = exchange(url="http://127.0.0.1:8080/separators")
+    record["request"]["headers"].append(["X-Odd", "a\x85b\u2028c\u2029d"])
+    path = tmp_path / "traffic.jsonl"
+    log_file = TrafficLog(str(path))
+    log_file.write(record)
+    log_file.close()
+    raw = path.read_text(encoding="utf-8")
+    assert "\u2028" in raw and len(raw.splitlines()) > 1  # the hazard is real
+    (read,) = logview.read_records(path)
+    assert read["request"]["headers"][-1] == ["X-Odd", "a\x85b\u2028c\u2029d"]
+    lines = shown(capsys, path)
+    assert len(lines) == 1 and "/separators" in lines[0], lines

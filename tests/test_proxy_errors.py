@@ -185,6 +185,9 @@ def _raw_request(rp: RunningProxy, request: bytes) -> bytes:
     (b"ftp://127.0.0.1/file", b"unsupported scheme 'ftp'"),
     (b"http://:80/nohost", b"no host"),
     (b"http://127.0.0.1:99999/", b"bad port"),
+    # Names the resolver cannot encode (it raised UnicodeError from inside the connect).
+    (b"http://127.0.0..1/", b"'127.0.0..1' is not a host name"),
+    (b"http://" + b"a" * 64 + b".test/", b"is not a host name"),
 ])
 def test_bad_request_targets_400(certs: CertFiles, tmp_path: Path, target: bytes, why: bytes) -> None:
     with running_proxy(certs, tmp_path) as rp:
