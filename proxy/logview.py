@@ -28,6 +28,7 @@ from typing import Any, ClassVar, TextIO
 from urllib.parse import urlsplit
 
 from .messages import format_authority
+from .traffic_log import record_problem
 
 __all__ = [
     "Filter",
@@ -97,6 +98,9 @@ def parse_line(raw: bytes) -> Record:
         raise ValueError(f"corrupt record: {exc}") from None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise ValueError("corrupt record: not a JSON object with a \"type\"")  # noqa: TRY004
+    problem = record_problem(value)
+    if problem is not None:
+        raise ValueError(f"corrupt record: {problem}")
     return value
 
 

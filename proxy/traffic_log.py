@@ -1,6 +1,7 @@
 """The decrypted-traffic log: JSON Lines records, written off the forwarding path.
 
-This format is a contract: `handshake-proxy log show|har|stats` reads it.
+This format is a contract: `handshake-proxy log show|har|stats` reads it, and
+checks each record against it (``record_problem``) before use.
 
 ## Traffic log format (JSON Lines, one object per line, UTF-8, appended)
 
@@ -63,11 +64,12 @@ import queue
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from .messages import userinfo_span
 
-__all__ = ["TrafficLog", "BodyTap", "utc_now_iso", "header_pairs", "target_for_log"]
+__all__ = ["TrafficLog", "BodyTap", "utc_now_iso", "header_pairs", "target_for_log",
+           "record_problem"]
 
 Record = dict[str, Any]
 REDACTED = "[redacted]"
@@ -94,6 +96,101 @@ def target_for_log(target: bytes) -> str:
         return target.decode("latin-1")
     start, end = span
     return target[:start].decode("latin-1") + REDACTED + target[end:].decode("latin-1")
+
+
+# --- the format as types, for readers ----------------------------------------------------
+# A reader checks each record against these before using it, so a damaged or hand-edited
+# record is one reported line, not a traceback halfway through the output. A field may be
+# missing (readers have defaults: logs from other versions), but one that is present has
+# the documented type. In a spec, a tuple lists alternatives, a dict an object's fields,
+# _ListOf a list, and a function checks a value itself (returning what is wrong, or None).
+
+
+class _ListOf(NamedTuple):
+    item: Any
+
+
+def _iso_time(value: object) -> str | None:
+    if not isinstance(value, str):
+        return "is not a string"
+    try:
+        datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return "is not an ISO 8601 time"
+    return None
+
+
+def _header(value: object) -> str | None:
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return None
+    return "is not a [name, value] pair of strings"
+
+
+_NULL = type(None)
+_NUMBER = (int, float)
+_BODY = {"size": int, "sha256": str, "preview": (str, _NULL), "preview_encoding": (str, _NULL),
+         "truncated": bool, "file": (str, _NULL)}
+_TLS = {"version": str, "cipher_suite": str, "sni": (str, _NULL), "alpn": (str, _NULL),
+        "extended_master_secret": bool, "client_random": str, "server_random": str,
+        "handshake_ms": _NUMBER}
+_HEADERS = _ListOf(_header)
+_RECORD = {
+    "type": str, "time": _iso_time, "conn": str, "client": str, "seq": int,
+    "error": (str, _NULL), "tls": (_TLS, _NULL),
+    "handshake": _ListOf({"step": str, "sender": str, "messages": _ListOf(str),
+                          "at_ms": _NUMBER, "detail": dict}),
+    "request": ({"method": (str, _NULL), "url": (str, _NULL), "version": (str, _NULL),
+                 "headers": _HEADERS, "body": (_BODY, _NULL)}, _NULL),
+    "response": ({"status": int, "reason": str, "version": str, "headers": _HEADERS,
+                  "body": (_BODY, _NULL)}, _NULL),
+    "tunnel": ({"host": str, "port": int, "bytes_up": int, "bytes_down": int}, _NULL),
+    "timings": {"total_ms": (_NUMBER, _NULL), "origin_connect_ms": (_NUMBER, _NULL),
+                "wait_ms": (_NUMBER, _NULL), "receive_ms": (_NUMBER, _NULL)},
+}
+
+
+def record_problem(record: Record) -> str | None:
+    """What in ``record`` does not match the documented format (its first such field), or None."""
+    return _problem(record, _RECORD, "record")
+
+
+def _problem(value: object, spec: Any, where: str) -> str | None:
+    if isinstance(spec, _ListOf):  # before tuple: a NamedTuple is one
+        if not isinstance(value, list):
+            return f"{where} is not a list"
+        for index, item in enumerate(value):
+            problem = _problem(item, spec.item, f"{where}[{index}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(spec, tuple) and not all(isinstance(s, type) for s in spec):
+        problems = [_problem(value, alternative, where) for alternative in spec]
+        return None if None in problems else problems[0]
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return f"{where} is not an object"
+        for key, field_spec in spec.items():
+            if key in value:
+                problem = _problem(value[key], field_spec, f"{where}.{key}")
+                if problem is not None:
+                    return problem
+        return None
+    if callable(spec) and not isinstance(spec, type):
+        problem = spec(value)
+        return None if problem is None else f"{where} {problem}"
+    if isinstance(value, spec) and not (isinstance(value, bool) and bool not in _types(spec)):
+        return None
+    return f"{where} is not {_type_names(spec)}"
+
+
+def _types(spec: type | tuple[type, ...]) -> tuple[type, ...]:
+    return spec if isinstance(spec, tuple) else (spec,)
+
+
+def _type_names(spec: type | tuple[type, ...]) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             dict: "an object", _NULL: "null"}
+    return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in _types(spec)))
 
 
 _EMPTY_SHA256 = hashlib.sha256().hexdigest()

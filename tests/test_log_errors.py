@@ -90,3 +90,41 @@ def test_show_full_with_an_unreadable_stored_body_falls_back_to_the_preview(
     assert f"[stored body {stored} cannot be read (Permission denied); " \
            "the logged preview follows]" in result.stdout
     assert "name=value" in result.stdout  # the preview, from the log itself
+
+
+# Records that are JSON objects but not of the documented shape (hand-edited, or damaged
+# in a way that still parses). Each broke one reader with a traceback (a fuzzer found them).
+MISSHAPEN = {
+    "request headers not pairs": (("request", "headers"), [["Host"]],
+                                  "record.request.headers[0] is not a [name, value] pair"),
+    "tls a string": (("tls",), "TLSv1.2", "record.tls is not an object"),
+    "body size text": (("response", "body", "size"), "12", "record.response.body.size is not"),
+    "status null": (("response", "status"), None, "record.response.status is not an integer"),
+    "time not a time": (("time",), "yesterday", "record.time is not an ISO 8601 time"),
+    "timings a list": (("timings",), [], "record.timings is not an object"),
+}
+
+
+@pytest.mark.parametrize("case", MISSHAPEN)
+@pytest.mark.parametrize("command", ["show", "stats", "har"])
+def test_a_record_of_the_wrong_shape_is_one_reported_line(tmp_path: Path, command: str,
+                                                          case: str) -> None:
+    path, value, message = MISSHAPEN[case]
+    records = sample_records()
+    damaged = records[1]  # line 2, the first exchange
+    assert damaged["type"] == "exchange"
+    holder = damaged
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = value
+    log = write_log(tmp_path / "traffic.jsonl", records)
+    extra = ("-o", str(tmp_path / "out.har")) if command == "har" else ()
+    result = log_command(command, str(log), *extra)
+    assert result.returncode == 0, result
+    assert "Traceback" not in result.stderr
+    # (har also says on stderr how many entries it wrote.)
+    (line,) = [line for line in result.stderr.splitlines() if "corrupt" in line]
+    assert line.startswith(f"{log}:2: corrupt record: {message}"), line
+    assert line.endswith("; line skipped")
+    if command == "show":  # the other four exchanges are still shown
+        assert len(result.stdout.splitlines()) == 4
