@@ -510,6 +510,11 @@ class _Exchange:
         while True:
             ev = await self._origin_event(oc, head=True)
             if isinstance(ev, h11.Response):
+                if ev.status_code > 599:
+                    # RFC 9110 §15: 600-999 are invalid (h11 takes any three digits), and a
+                    # recipient treats one as a server error; it is not passed on as if real.
+                    raise HttpError(502, f"origin sent an invalid response: status "
+                                         f"{ev.status_code} is outside 100-599")
                 return ev
             if isinstance(ev, h11.InformationalResponse):
                 # RFC 9110 15.2: forward a 1xx (103 Early Hints, ...) unless we asked

@@ -93,6 +93,24 @@ def test_origin_sends_garbage_502(certs: CertFiles, tmp_path: Path) -> None:
     assert "origin sent an invalid response" in rec["error"]
 
 
+def test_a_status_code_outside_100_599_is_a_bad_gateway(certs: CertFiles, tmp_path: Path) -> None:
+    def status_904(conn: socket.socket) -> None:
+        read_request_head(conn)
+        conn.sendall(b"HTTP/1.1 904 Library Error\r\nContent-Length: 2\r\n\r\nno")
+        conn.close()
+
+    origin = FakeOrigin(status_904)
+    try:
+        with running_proxy(certs, tmp_path) as rp:
+            status, _ = _status_then_normal(rp, f"http://127.0.0.1:{origin.port}/904")
+            assert status == 502
+            records = rp.stop()
+    finally:
+        origin.close()
+    assert _record(records, "/904")["error"] == (
+        "origin sent an invalid response: status 904 is outside 100-599")
+
+
 def test_a_head_request_gets_the_proxys_error_without_a_body(certs: CertFiles,
                                                               tmp_path: Path) -> None:
     # RFC 9110 §9.3.2: the answer to HEAD has a GET's header fields and no content. The
