@@ -31,7 +31,7 @@ from .messages import (
     response_headers_downstream,
 )
 from .pool import OriginConnectError, OriginConnection, OriginConnectTimeout, OriginPool
-from .streams import Stream, within
+from .streams import Stream, TLSError, within
 from .traffic_log import BodyTap, TrafficLog, header_pairs, target_for_log, utc_now_iso
 
 __all__ = ["ConnContext", "ClientSession"]
@@ -137,6 +137,12 @@ class ClientSession:
             # The idle keep-alive wait: no byte of the next request yet.
             try:
                 data = await within(self.stream.read(), self.cfg.idle_timeout)
+            except TLSError as exc:
+                # Not a goodbye: the TLS layer failed (a bad record, a fatal alert, a
+                # flood), and the log says so in the slot of the request that never came.
+                self.request_started = time.perf_counter()
+                self.request_time = utc_now_iso()
+                raise _ClientGone(f"TLS failure: {exc}") from None
             except (TimeoutError, OSError):
                 return None
             h.receive_data(data)

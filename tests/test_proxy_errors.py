@@ -351,6 +351,52 @@ def test_a_refused_request_whose_body_then_turns_out_malformed(
     assert "Traceback" not in capfd.readouterr().err
 
 
+@pytest.mark.parametrize("failure", ["flood of empty records", "forged record"])
+def test_a_tls_failure_between_requests_is_logged(certs: CertFiles, tmp_path: Path,
+                                                  failure: str) -> None:
+    # After the handshake, while the proxy waits for a request, the client's TLS goes
+    # wrong. The proxy answers with its fatal alert and closes, and the log says why in
+    # an exchange record without a request (as for a request too malformed to parse).
+    import tls_wire as wire
+    from conftest import drive_client
+
+    from handshake import ClientConfig, ClientConnection, HandshakeComplete
+
+    key_log: list[str] = []
+    client = ClientConnection(ClientConfig.from_ca_file(certs.ca_pem, "localhost",
+                                                        keylog=key_log.append))
+    with running_proxy(certs, tmp_path) as rp:
+        with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as sock:
+            client.start_handshake()
+            drive_client(client, sock, lambda events: any(
+                isinstance(e, HandshakeComplete) for e in events))
+            session = client.session
+            assert session is not None
+            # Our client never sends these, so they are sealed by hand with its keys.
+            block = wire.prf("sha256", bytes.fromhex(key_log[0].split()[2]), b"key expansion",
+                             session.server_random + session.client_random, 40)
+            keys = wire.GCMState(block[:16], block[32:36])
+            keys.seq = 1  # after the client's Finished
+            if failure == "flood of empty records":
+                sock.sendall(b"".join(keys.seal(wire.APPLICATION_DATA, b"") for _ in range(33)))
+            else:
+                forged = bytearray(keys.seal(wire.APPLICATION_DATA, b"GET / HTTP/1.1\r\n"))
+                forged[-1] ^= 1
+                sock.sendall(bytes(forged))
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        (alert,) = wire.parse_records(answer)
+        assert alert.content_type == wire.ALERT  # sealed: its level and description are not read here
+        records = rp.stop()
+    (exchange,) = [r for r in records if r["type"] == "exchange"]
+    assert exchange["request"]["method"] is None and exchange["response"] is None
+    expected = ("more than 32 records in a row carried no data" if failure.startswith("flood")
+                else "record failed to authenticate (alert: bad_record_mac)")
+    assert exchange["error"].startswith("client went away: TLS failure: "), exchange["error"]
+    assert expected in exchange["error"], exchange["error"]
+
+
 def test_origin_that_stops_reading_an_upload_gets_504(certs: CertFiles, tmp_path: Path) -> None:
     # DESIGN §5, every wait has a timeout: writing a request body to an origin that no
     # longer reads it is bounded by --origin-timeout, like waiting for its answer.
