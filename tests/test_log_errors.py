@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_log_helpers import child_env, cli, sample_records, write_log
@@ -128,3 +130,52 @@ def test_a_record_of_the_wrong_shape_is_one_reported_line(tmp_path: Path, comman
     assert line.endswith("; line skipped")
     if command == "show":  # the other four exchanges are still shown
         assert len(result.stdout.splitlines()) == 4
+
+
+def test_mutated_records_never_break_a_reader(tmp_path: Path) -> None:
+    # Mutation fuzzing: a few fields of one record replaced by values of other types, or
+    # removed. Every reader either uses the record or reports it as corrupt; none raises.
+    import argparse
+    import contextlib
+    import copy
+    import io
+    import random
+
+    from proxy import logcli
+
+    def fields(value: object, path: tuple[object, ...] = ()) -> Iterator[tuple[object, ...]]:
+        if path:
+            yield path
+        items = value.items() if isinstance(value, dict) else (
+            enumerate(value) if isinstance(value, list) else ())
+        for key, item in items:
+            yield from fields(item, (*path, key))
+
+    values: list[object] = [None, 0, -1, 2.5, "", "x", "2026-13-45", [], {}, [1], {"a": 1},
+                            True, 10**30, ["a", "b"], [["a", "b"]]]
+    rng = random.Random("log records")
+    log = tmp_path / "traffic.jsonl"
+    for _ in range(60):
+        records = sample_records()
+        record = rng.choice(records)
+        for _ in range(rng.randint(1, 3)):
+            *parents, last = rng.choice(list(fields(record)))
+            holder: Any = record
+            for key in parents:
+                holder = holder[key]
+            if isinstance(holder, dict) and rng.random() < 0.3:
+                del holder[last]
+            else:
+                holder[last] = copy.deepcopy(rng.choice(values))
+        write_log(log, records)
+        for argv in (["show", str(log)], ["show", str(log), "--full"],
+                     ["show", str(log), "--handshakes"], ["stats", str(log), "--json"],
+                     ["har", str(log), "-o", str(tmp_path / "out.har")]):
+            parser = argparse.ArgumentParser(prog="handshake-proxy")
+            logcli.add_parser(parser.add_subparsers())
+            args = parser.parse_args(["log", *argv])
+            err = io.StringIO()
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+                assert args.func(args) == 0, (argv, record)
+            problems = [line for line in err.getvalue().splitlines() if not line.startswith("wrote ")]
+            assert all(": corrupt record: " in line for line in problems), problems
