@@ -84,7 +84,8 @@ class _ClientGone(Exception):
 
 
 class _Abort(Exception):
-    """The response was already started and cannot be completed: cut the client off."""
+    """No answer can be completed (the response already started, or the client's TLS failed):
+    cut the client off, without close_notify."""
 
 
 class _OriginGone(Exception):
@@ -142,7 +143,7 @@ class ClientSession:
                 # flood), and the log says so in the slot of the request that never came.
                 self.request_started = time.perf_counter()
                 self.request_time = utc_now_iso()
-                raise _ClientGone(f"TLS failure: {exc}") from None
+                raise _Abort(f"TLS failure: {exc}") from None
             except (TimeoutError, OSError):
                 return None
             h.receive_data(data)

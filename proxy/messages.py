@@ -85,7 +85,7 @@ def parse_authority(authority: bytes, default_port: int | None) -> tuple[str, in
     if not authority.startswith(b"[") and not _valid_dns_labels(host_text):
         # The resolver's IDNA step would raise UnicodeError on these, mid-connect.
         raise HttpError(400, f"malformed request target: {host_text!r} is not a host name "
-                             "(a label is empty or longer than 63 characters)")
+                             "(an empty label, one over 63 characters, or over 253 in all)")
     return host_text, port
 
 
