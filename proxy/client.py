@@ -171,10 +171,23 @@ def _with_proxy_authorization(proxy: str, headers: Sequence[tuple[str, str]]
     return [("Proxy-Authorization", value), *headers]
 
 
+def _url_authority(url: str) -> str:
+    """The URL's host[:port], for the Host header. Anything that fits a request line is sent
+    as it is (the proxy's answer to an odd URL is worth seeing); what does not is refused."""
+    if not url or any(not "\x21" <= c <= "\x7e" for c in url):
+        raise ValueError(f"the URL {url!r} is empty or has characters a request line cannot "
+                         "carry (spaces, control or non-ASCII characters): percent-encode them")
+    try:
+        return urlsplit(url).netloc
+    except ValueError as exc:
+        raise ValueError(f"the URL {url!r} cannot be read: {exc}") from None
+
+
 def fetch(url: str, proxy: str, ca: str, method: str = "GET", body: bytes = b"",
           headers: Sequence[tuple[str, str]] = (), timeout: float = 30.0,
           trace: Callable[[str], None] | None = None) -> Response:
     """One request through the proxy; ``trace`` gets the ladder as it happens."""
+    authority = _url_authority(url)
     host, port = parse_proxy_url(proxy)
     headers = _with_proxy_authorization(proxy, headers)
     config = ClientConfig.from_ca_file(ca, host)
@@ -191,8 +204,7 @@ def fetch(url: str, proxy: str, ca: str, method: str = "GET", body: bytes = b"",
     try:
         channel.handshake()
         target = url.encode()
-        authority = urlsplit(url).netloc.encode()
-        req_headers = [("Host", authority.decode()), ("User-Agent", "handshake-proxy-client/0.1"),
+        req_headers = [("Host", authority), ("User-Agent", "handshake-proxy-client/0.1"),
                        ("Accept", "*/*")] + list(headers)
         if body or method.upper() in ("POST", "PUT", "PATCH"):
             req_headers.append(("Content-Length", str(len(body))))

@@ -160,3 +160,18 @@ def test_client_sends_the_proxy_urls_credentials_as_basic_auth(certs: CertFiles,
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         origin.close()
+
+
+def test_client_names_a_url_it_cannot_send(certs: CertFiles) -> None:
+    # Checked before connecting (the proxy here does not exist): a URL that cannot be put
+    # on a request line is one message naming it, not h11's "Illegal target characters".
+    for url, expected in [
+        ("http://x/a b", "has characters a request line cannot carry"),
+        ("", "is empty or has characters"),
+        ("http://x/\u00e9", "non-ASCII"),
+        ("http://[::1", "cannot be read: Invalid IPv6 URL"),
+    ]:
+        r = cli("client", url, "--proxy", "https://127.0.0.1:1", "--ca", str(certs.ca_pem))
+        assert r.returncode == 2, r
+        assert r.stderr.startswith(f"handshake-proxy: error: the URL {url!r} "), r.stderr
+        assert expected in r.stderr, r.stderr
