@@ -7,11 +7,15 @@ Routes:
   /chunked/N             → the same, Transfer-Encoding: chunked
   /slow/N?seconds=S      → N pattern bytes spread over S seconds
   /status/CODE           → an empty response with that status
+
+A malformed request gets h11's 4xx or 501 with the reason as its body, and the
+connection closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import socket
@@ -95,12 +99,30 @@ class Origin:
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     break
                 conn.start_next_cycle()
+        except h11.RemoteProtocolError as exc:
+            await self._refuse(conn, writer, exc)
         except (h11.ProtocolError, OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
             if task is not None:
                 self._tasks.discard(task)
+
+    @staticmethod
+    async def _refuse(conn: h11.Connection, writer: asyncio.StreamWriter,
+                      exc: h11.RemoteProtocolError) -> None:
+        """Answer a malformed request with its 4xx (h11's hint) and why, if no answer started."""
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        status = exc.error_status_hint
+        body = f"{status} {_reason(status).decode()}: {exc}\n".encode()
+        with contextlib.suppress(h11.ProtocolError, OSError):
+            writer.write(b"".join(conn.send(ev) or b"" for ev in (
+                h11.Response(status_code=status, reason=_reason(status), headers=[
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))), ("Connection", "close")]),
+                h11.Data(data=body), h11.EndOfMessage())))
+            await writer.drain()
 
     @staticmethod
     async def _next(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
