@@ -224,7 +224,7 @@ def leaf_edited(old: bytes, new: bytes) -> Callable[[list[bytes]], bytes]:
 _ISSUER_O = b"\x06\x03\x55\x04\x0a\x0c"  # organizationName, then UTF8String's tag
 CERTIFICATE_CASES |= {
     "unknown-x509-version": (leaf_edited(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x45"),
-                        AD.bad_certificate),
+                             AD.bad_certificate),
     "san-name-overruns": (leaf_edited(b"\x82\x09localhost", b"\x82\x7flocalhost"),
                           AD.bad_certificate),
     "issuer-as-bit-string": (leaf_edited(_ISSUER_O, _ISSUER_O[:-1] + b"\x03"),
