@@ -137,6 +137,21 @@ class FakeOrigin:
             c.close()
 
 
+@contextmanager
+def answering_origin(answer: bytes) -> Iterator[FakeOrigin]:
+    """An origin that reads each request's head, sends ``answer`` as it is, and closes."""
+    def answer_and_close(conn: socket.socket) -> None:
+        read_request_head(conn)
+        conn.sendall(answer)
+        conn.close()
+
+    origin = FakeOrigin(answer_and_close)
+    try:
+        yield origin
+    finally:
+        origin.close()
+
+
 def read_request_head(conn: socket.socket) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:

@@ -17,6 +17,7 @@ from conftest import CertFiles
 from proxy_helpers import (
     FakeOrigin,
     RunningProxy,
+    answering_origin,
     client_context,
     curl,
     read_log,
@@ -76,37 +77,21 @@ def test_silent_origin_504(certs: CertFiles, tmp_path: Path) -> None:
 
 
 def test_origin_sends_garbage_502(certs: CertFiles, tmp_path: Path) -> None:
-    def garbage(conn: socket.socket) -> None:
-        read_request_head(conn)
-        conn.sendall(b"THIS IS NOT HTTP\r\n\r\n")
-        conn.close()
-
-    origin = FakeOrigin(garbage)
-    try:
-        with running_proxy(certs, tmp_path) as rp:
-            status, _ = _status_then_normal(rp, f"http://127.0.0.1:{origin.port}/garbage")
-            assert status == 502
-            records = rp.stop()
-    finally:
-        origin.close()
+    with answering_origin(b"THIS IS NOT HTTP\r\n\r\n") as origin, \
+            running_proxy(certs, tmp_path) as rp:
+        status, _ = _status_then_normal(rp, f"http://127.0.0.1:{origin.port}/garbage")
+        assert status == 502
+        records = rp.stop()
     rec = _record(records, "/garbage")
     assert "origin sent an invalid response" in rec["error"]
 
 
 def test_a_status_code_outside_100_599_is_a_bad_gateway(certs: CertFiles, tmp_path: Path) -> None:
-    def status_904(conn: socket.socket) -> None:
-        read_request_head(conn)
-        conn.sendall(b"HTTP/1.1 904 Library Error\r\nContent-Length: 2\r\n\r\nno")
-        conn.close()
-
-    origin = FakeOrigin(status_904)
-    try:
-        with running_proxy(certs, tmp_path) as rp:
-            status, _ = _status_then_normal(rp, f"http://127.0.0.1:{origin.port}/904")
-            assert status == 502
-            records = rp.stop()
-    finally:
-        origin.close()
+    with answering_origin(b"HTTP/1.1 904 Library Error\r\nContent-Length: 2\r\n\r\nno") \
+            as origin, running_proxy(certs, tmp_path) as rp:
+        status, _ = _status_then_normal(rp, f"http://127.0.0.1:{origin.port}/904")
+        assert status == 502
+        records = rp.stop()
     assert _record(records, "/904")["error"] == (
         "origin sent an invalid response: status 904 is outside 100-599")
 
@@ -116,53 +101,37 @@ def test_a_head_request_gets_the_proxys_error_without_a_body(certs: CertFiles,
     # RFC 9110 §9.3.2: the answer to HEAD has a GET's header fields and no content. The
     # proxy's own error answers used to send their text anyway, which h11 refuses for
     # HEAD, and the exchange was dropped with nothing sent.
-    def garbage(conn: socket.socket) -> None:
-        read_request_head(conn)
-        conn.sendall(b"THIS IS NOT HTTP\r\n\r\n")
-        conn.close()
-
-    origin = FakeOrigin(garbage)
-    try:
-        with running_proxy(certs, tmp_path) as rp:
-            r = curl(rp, "-I", "-o", "-", "-w", "%{http_code}\n",
-                     f"http://127.0.0.1:{origin.port}/head", "-o", "-", "-w", "%{http_code}\n",
-                     f"{rp.origin}/after")
-            assert r.returncode == 0, r
-            assert r.stdout.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), r.stdout
-            assert b"Content-Length: " in r.stdout
-            assert r.stdout.split(b"\r\n\r\n", 1)[1].startswith(b"502\n"), r.stdout
-            assert r.stdout.endswith(b"200\n"), r.stdout  # the connection carried on
-            records = rp.stop()
-    finally:
-        origin.close()
+    with answering_origin(b"THIS IS NOT HTTP\r\n\r\n") as origin, \
+            running_proxy(certs, tmp_path) as rp:
+        r = curl(rp, "-I", "-o", "-", "-w", "%{http_code}\n",
+                 f"http://127.0.0.1:{origin.port}/head", "-o", "-", "-w", "%{http_code}\n",
+                 f"{rp.origin}/after")
+        assert r.returncode == 0, r
+        assert r.stdout.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), r.stdout
+        assert b"Content-Length: " in r.stdout
+        assert r.stdout.split(b"\r\n\r\n", 1)[1].startswith(b"502\n"), r.stdout
+        assert r.stdout.endswith(b"200\n"), r.stdout  # the connection carried on
+        records = rp.stop()
     rec = _record(records, "/head")
     assert rec["response"]["status"] == 502 and rec["response"]["body"]["size"] == 0
 
 
 def test_origin_dies_mid_body_client_sees_abort(certs: CertFiles, tmp_path: Path) -> None:
-    def dies(conn: socket.socket) -> None:
-        read_request_head(conn)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
-        conn.close()
-
-    origin = FakeOrigin(dies)
-    try:
-        with running_proxy(certs, tmp_path) as rp:
-            r = curl(rp, f"http://127.0.0.1:{origin.port}/dies")
-            # curl: "transfer closed with N bytes remaining" — not a complete response.
-            assert r.returncode != 0, r.stderr
-            assert len(r.stdout) < 100000
-            # Python's ssl agrees: the body is short of the declared length.
-            import urllib3
-            ctx = client_context(certs.ca_pem)
-            pm = urllib3.ProxyManager(rp.url, proxy_ssl_context=ctx, ssl_context=ctx)
-            with pytest.raises(urllib3.exceptions.ProtocolError):
-                pm.request("GET", f"http://127.0.0.1:{origin.port}/dies-too", retries=False)
-            r = curl(rp, f"{rp.origin}/after")
-            assert r.returncode == 0 and b'"/after"' in r.stdout
-            records = rp.stop()
-    finally:
-        origin.close()
+    dies = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000
+    with answering_origin(dies) as origin, running_proxy(certs, tmp_path) as rp:
+        r = curl(rp, f"http://127.0.0.1:{origin.port}/dies")
+        # curl: "transfer closed with N bytes remaining" — not a complete response.
+        assert r.returncode != 0, r.stderr
+        assert len(r.stdout) < 100000
+        # Python's ssl agrees: the body is short of the declared length.
+        import urllib3
+        ctx = client_context(certs.ca_pem)
+        pm = urllib3.ProxyManager(rp.url, proxy_ssl_context=ctx, ssl_context=ctx)
+        with pytest.raises(urllib3.exceptions.ProtocolError):
+            pm.request("GET", f"http://127.0.0.1:{origin.port}/dies-too", retries=False)
+        r = curl(rp, f"{rp.origin}/after")
+        assert r.returncode == 0 and b'"/after"' in r.stdout
+        records = rp.stop()
     rec = _record(records, "/dies")
     assert rec["response"]["status"] == 200
     assert "mid-body" in rec["error"]
