@@ -357,6 +357,11 @@ class _Exchange:
                 if len(_TARGETS) >= 1024:
                     _TARGETS.clear()
                 _TARGETS[req.target] = target
+        if _both_framings(req.headers):
+            # h11 lets Transfer-Encoding win; an origin that believes the
+            # Content-Length would read part of the body as another request.
+            raise HttpError(400, "malformed request: both Content-Length and "
+                                 "Transfer-Encoding (RFC 9112 section 6.3)")
         h = self.s.h
         expect_100 = h.they_are_waiting_for_100_continue
         headers = request_headers_upstream(req.headers.raw_items(), target, self.s.ctx.client_ip,
@@ -365,11 +370,6 @@ class _Exchange:
         # are ours; its private _parsed flag would skip that (~15 us), but a private
         # parameter could change under us in any h11 release.
         upstream = h11.Request(method=req.method, target=target.path, headers=headers)
-        if _both_framings(req.headers):
-            # h11 lets Transfer-Encoding win; an origin that believes the
-            # Content-Length would read part of the body as another request.
-            raise HttpError(400, "malformed request: both Content-Length and "
-                                 "Transfer-Encoding (RFC 9112 section 6.3)")
         has_body = any(n in (b"content-length", b"transfer-encoding") and v != b"0"
                        for n, v in req.headers)
         if not has_body:
