@@ -365,7 +365,7 @@ class _Exchange:
         h = self.s.h
         expect_100 = h.they_are_waiting_for_100_continue
         headers = request_headers_upstream(req.headers.raw_items(), target, self.s.ctx.client_ip,
-                                           cfg.x_forwarded_for, expect_100)
+                                           cfg.x_forwarded_for, expect_100, req.http_version)
         # h11 validates these headers again although they came out of its parser or
         # are ours; its private _parsed flag would skip that (~15 us), but a private
         # parameter could change under us in any h11 release.
@@ -529,7 +529,8 @@ class _Exchange:
                 # speaks HTTP/1.0. (h11 refuses a 101 we did not ask for.)
                 h = self.s.h
                 if ev.status_code != 100 and h.their_http_version != b"1.0":
-                    headers = response_headers_downstream(ev.headers.raw_items())
+                    headers = response_headers_downstream(ev.headers.raw_items(), ev.status_code,
+                                                          ev.http_version)
                     try:
                         self.s.stream.write(h.send(h11.InformationalResponse(
                             status_code=ev.status_code, headers=headers,
@@ -548,7 +549,7 @@ class _Exchange:
         h = s.h
         raw = resp.headers.raw_items()
         self.set_response(resp.status_code, resp.reason, raw, resp.http_version)
-        headers = response_headers_downstream(raw)
+        headers = response_headers_downstream(raw, resp.status_code, resp.http_version)
         t0 = time.perf_counter()
         tap = self.resp_tap
         stream = s.stream

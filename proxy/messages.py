@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 __all__ = ["HttpError", "Target", "parse_absolute_target", "parse_authority",
            "request_headers_upstream", "response_headers_downstream", "error_response_parts",
-           "credentials_ok", "format_authority", "userinfo_span", "VIA", "REASONS"]
+           "credentials_ok", "format_authority", "userinfo_span", "VIA", "via", "REASONS"]
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -22,7 +22,13 @@ HOP_BY_HOP = frozenset({
 })
 # Transfer-Encoding is hop-by-hop as well, but we hand it (and Content-Length)
 # to h11, which re-frames the body itself on each side from these headers.
-VIA = (b"Via", b"1.1 handshake-proxy")
+VIA = (b"Via", b"1.1 handshake-proxy")  # on the answers the proxy makes itself
+
+
+def via(received_version: bytes) -> tuple[bytes, bytes]:
+    """Our Via entry for a forwarded message: RFC 9110 §7.6.3 names the protocol version
+    the message was received with (an HTTP/1.0 client's request is forwarded as 1.1)."""
+    return (b"Via", received_version + b" handshake-proxy") if received_version != b"1.1" else VIA
 
 REASONS = {
     400: "Bad Request", 403: "Forbidden", 407: "Proxy Authentication Required",
@@ -161,20 +167,25 @@ def _strip_hop_by_hop(raw: list[tuple[bytes, bytes]], also: frozenset[bytes] = f
 
 
 def request_headers_upstream(raw: list[tuple[bytes, bytes]], target: Target, client_ip: str,
-                             x_forwarded_for: bool, drop_expect: bool) -> Headers:
+                             x_forwarded_for: bool, drop_expect: bool,
+                             received_version: bytes) -> Headers:
     """What the origin gets: Host from the URI first, no hop-by-hop headers, our Via."""
     also = frozenset({b"host", b"expect"}) if drop_expect else frozenset({b"host"})
     out = [(b"Host", target.authority)]
     out += _strip_hop_by_hop(raw, also)
-    out.append(VIA)
+    out.append(via(received_version))
     if x_forwarded_for:
         out.append((b"X-Forwarded-For", client_ip.encode()))
     return out
 
 
-def response_headers_downstream(raw: list[tuple[bytes, bytes]]) -> Headers:
-    out = _strip_hop_by_hop(raw)
-    out.append(VIA)
+def response_headers_downstream(raw: list[tuple[bytes, bytes]], status: int,
+                                received_version: bytes) -> Headers:
+    """What the client gets: no hop-by-hop headers, our Via. A 1xx or 204 never has a body,
+    and may not say how one is framed (RFC 9110 §8.6, RFC 9112 §6.1): an origin's
+    Content-Length or Transfer-Encoding there is dropped, not passed on to confuse a client."""
+    out = _strip_hop_by_hop(raw, _FRAMING if status < 200 or status == 204 else frozenset())
+    out.append(via(received_version))
     return out
 
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from conftest import CertFiles
-from proxy_helpers import curl, running_proxy
+from proxy_helpers import answering_origin, curl, running_proxy
 
 from proxy.origin import pattern_sha256
 
@@ -45,6 +45,46 @@ def test_get_through_proxy_rewrites_headers(certs: CertFiles, tmp_path: Path) ->
     assert ex["request"]["url"] == f"{rp.origin}/hello?q=1"
     assert ex["response"]["status"] == 200
     assert ex["tls"]["client_random"] == conn[0]["tls"]["client_random"]
+
+
+def _response_head(stdout: bytes) -> list[str]:
+    """The status and header lines of the first response head that ``curl -D -`` printed."""
+    return stdout.decode("latin-1").split("\r\n\r\n")[0].split("\r\n")
+
+
+def test_via_names_the_http_version_received_each_way(certs: CertFiles, tmp_path: Path) -> None:
+    # RFC 9110 §7.6.3: an HTTP/1.0 client's request reaches the origin as HTTP/1.1, and the
+    # Via entry records that it came in as 1.0; likewise an HTTP/1.0 origin's response.
+    with answering_origin(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok") as old, \
+            running_proxy(certs, tmp_path) as rp:
+        r = curl(rp, "--http1.0", f"{rp.origin}/from-1.0")
+        assert r.returncode == 0, r.stderr
+        assert ["Via", "1.0 handshake-proxy"] in [h.split(": ", 1)
+                                                 for h in json.loads(r.stdout)["headers"]]
+        r = curl(rp, "-D", "-", "-o", "/dev/null", f"http://127.0.0.1:{old.port}/old-origin")
+        assert r.returncode == 0, r.stderr
+        assert "Via: 1.0 handshake-proxy" in _response_head(r.stdout)
+        r = curl(rp, "-D", "-", "-o", "/dev/null", f"{rp.origin}/new-origin")
+        assert "Via: 1.1 handshake-proxy" in _response_head(r.stdout)
+
+
+def test_a_204_loses_the_framing_headers_its_origin_gave_it(certs: CertFiles,
+                                                            tmp_path: Path) -> None:
+    # RFC 9112 §6.1: a server never sends Transfer-Encoding in a 204. Passed on, it tells the
+    # client a chunked body follows, which never does; the proxy drops it, and the
+    # keep-alive connection carries the next request.
+    with answering_origin(b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n"
+                          b"X-Kept: yes\r\n\r\n") as origin, \
+            running_proxy(certs, tmp_path) as rp:
+        r = curl(rp, "-D", "-", "-o", "/dev/null", f"http://127.0.0.1:{origin.port}/empty",
+                 "-o", "/dev/null", "-w", "%{http_code}", f"{rp.origin}/after")
+        assert r.returncode == 0, r.stderr
+        head = _response_head(r.stdout)
+        assert head[0].startswith("HTTP/1.1 204") and "X-Kept: yes" in head
+        assert not [h for h in head if h.lower().startswith(("transfer-encoding", "content-length"))]
+        assert r.stdout.endswith(b"200")
+        records = rp.stop()
+    assert len([r for r in records if r["type"] == "connection"]) == 1
 
 
 def test_post_10_mib_and_download_10_mib(certs: CertFiles, tmp_path: Path) -> None:

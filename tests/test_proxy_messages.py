@@ -60,13 +60,35 @@ def test_hop_by_hop_headers_removed_both_ways() -> None:
            (b"Trailer", b"X"), (b"Upgrade", b"h2c"), (b"Proxy-Authorization", b"Basic x"),
            (b"Expect", b"100-continue"), (b"Content-Length", b"5"), (b"X-Kept", b"yes")]
     t = parse_absolute_target(b"http://origin:8080/p")
-    up = request_headers_upstream(raw, t, "10.1.2.3", x_forwarded_for=True, drop_expect=True)
+    up = request_headers_upstream(raw, t, "10.1.2.3", x_forwarded_for=True, drop_expect=True,
+                                  received_version=b"1.1")
     assert up == [(b"Host", b"origin:8080"), (b"Content-Length", b"5"), (b"X-Kept", b"yes"),
                   (b"Via", b"1.1 handshake-proxy"), (b"X-Forwarded-For", b"10.1.2.3")]
     down = response_headers_downstream([(b"Connection", b"close"), (b"Proxy-Authenticate", b"x"),
-                                        (b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"')])
+                                        (b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"')],
+                                       200, b"1.1")
     assert down == [(b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"'),
                     (b"Via", b"1.1 handshake-proxy")]
+
+
+def test_via_names_the_version_each_message_came_with() -> None:
+    # RFC 9110 §7.6.3: received-protocol is the version of the message the proxy received.
+    t = parse_absolute_target(b"http://origin/")
+    up = request_headers_upstream([], t, "10.1.2.3", x_forwarded_for=False, drop_expect=False,
+                                  received_version=b"1.0")
+    assert up == [(b"Host", b"origin"), (b"Via", b"1.0 handshake-proxy")]
+    down = response_headers_downstream([(b"Via", b"1.1 cache")], 200, b"1.0")
+    assert down == [(b"Via", b"1.1 cache"), (b"Via", b"1.0 handshake-proxy")]
+
+
+def test_bodiless_statuses_lose_framing_headers() -> None:
+    # RFC 9110 §8.6 and RFC 9112 §6.1: no Content-Length or Transfer-Encoding in a 1xx or 204.
+    framing = [(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked"), (b"X-Kept", b"1")]
+    for status in (103, 204):
+        assert response_headers_downstream(framing, status, b"1.1") == [
+            (b"X-Kept", b"1"), (b"Via", b"1.1 handshake-proxy")]
+    # A 304's Content-Length describes the representation, and stays.
+    assert (b"Content-Length", b"5") in response_headers_downstream(framing, 304, b"1.1")
 
 
 def test_basic_credentials() -> None:
