@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import time
 from datetime import datetime
 from pathlib import Path
 
+import h11
 import httpx
 import pytest
 import urllib3
@@ -44,6 +46,46 @@ def test_httpx_keep_alive_one_handshake_one_origin_connection(certs: CertFiles, 
     # Only the first exchange paid for the origin connection.
     assert exchanges[0]["timings"]["origin_connect_ms"] is not None
     assert all(e["timings"]["origin_connect_ms"] is None for e in exchanges[1:])
+
+
+def test_pipelined_requests_are_answered_in_order(certs: CertFiles, tmp_path: Path) -> None:
+    # RFC 9112 §9.3.2: a client may send requests without waiting for responses, and
+    # the responses come back in the order of the requests. All three go out in one write.
+    with running_proxy(certs, tmp_path) as rp:
+        requests = (f"GET {rp.origin}/first HTTP/1.1\r\nHost: x\r\n\r\n"
+                    f"POST {rp.origin}/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                    f"GET {rp.origin}/bytes/3000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        ctx = client_context(certs.ca_pem)
+        with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(requests.encode())
+            # h11 reads one response per request it has sent; it sends nothing here.
+            reader = h11.Connection(h11.CLIENT)
+            responses: list[tuple[int, bytes]] = []
+            while len(responses) < 3:
+                reader.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+                reader.send(h11.EndOfMessage())
+                status, body = 0, b""
+                while not isinstance(event := reader.next_event(), h11.EndOfMessage):
+                    if event is h11.NEED_DATA:
+                        reader.receive_data(tls.recv(65536))
+                    elif isinstance(event, h11.Response):
+                        status = event.status_code
+                    else:
+                        assert isinstance(event, h11.Data), event
+                        body += event.data
+                responses.append((status, body))
+                if len(responses) < 3:
+                    reader.start_next_cycle()
+        records = rp.stop()
+    assert [status for status, _ in responses] == [200, 200, 200]
+    assert json.loads(responses[0][1])["path"] == "/first"
+    assert responses[1][1] == b"hello"
+    assert len(responses[2][1]) == 3000
+    (conn,) = [r for r in records if r["type"] == "connection"]
+    exchanges = [r for r in records if r["type"] == "exchange"]
+    assert [e["request"]["url"].rsplit("/", 1)[1] for e in exchanges] == ["first", "echo", "3000"]
+    assert {e["conn"] for e in exchanges} == {conn["conn"]}
 
 
 def test_urllib3_proxy_manager_keep_alive(certs: CertFiles, tmp_path: Path) -> None:
