@@ -29,6 +29,7 @@ from .messages import (
     parse_authority,
     request_headers_upstream,
     response_headers_downstream,
+    trailers_onward,
 )
 from .pool import OriginConnectError, OriginConnection, OriginConnectTimeout, OriginPool
 from .streams import Stream, TLSError, within
@@ -473,7 +474,9 @@ class _Exchange:
                 writer.writelines(send(ev) or ())
                 await self._origin_drain(oc, "the request body")
             elif type(ev) is h11.EndOfMessage:
-                writer.writelines(send(h11.EndOfMessage()) or ())
+                # Trailers come only with a chunked body, which goes upstream chunked too.
+                trailers = self._log_trailers("request", ev)
+                writer.writelines(send(h11.EndOfMessage(headers=trailers)) or ())
                 await self._origin_drain(oc, "the request body")
                 return
             else:  # ConnectionClosed mid-body
@@ -565,7 +568,12 @@ class _Exchange:
                     stream.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
                     await self._client_drain()
                 elif type(ev) is h11.EndOfMessage:
-                    stream.write(h.send(h11.EndOfMessage()) or b"")
+                    trailers = self._log_trailers("response", ev)
+                    # An HTTP/1.0 client gets the body close-delimited, where trailers
+                    # have no place (RFC 9112 §7.1.2 lets a recipient discard them).
+                    if h.their_http_version != b"1.1":
+                        trailers = []
+                    stream.write(h.send(h11.EndOfMessage(headers=trailers)) or b"")
                     break
                 else:
                     raise _Abort("origin closed the connection mid-body")
@@ -581,6 +589,14 @@ class _Exchange:
         else:
             s.ctx.pool.release(oc)
         return True
+
+    def _log_trailers(self, side: str, end: h11.EndOfMessage) -> list[tuple[bytes, bytes]]:
+        """Log a chunked body's trailer fields as received; return those to pass on."""
+        if not end.headers:
+            return []
+        raw = end.headers.raw_items()
+        self.record[side]["trailers"] = header_pairs(raw, self.redact)
+        return trailers_onward(raw)
 
     async def _client_drain(self) -> None:
         """Wait until the client takes the response so far, for at most --idle-timeout."""

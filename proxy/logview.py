@@ -527,11 +527,14 @@ def format_full(record: Record, options: ShowOptions, out: TextIO) -> None:
                     f"{request.get('version') or ''}", "blue") + "\n")
     out.writelines(f"    > {name}: {value}\n" for name, value in request.get("headers") or [])
     _print_body(request.get("body"), "    > ", options, paint, out)
+    out.writelines(f"    > {name}: {value} (trailer)\n" for name, value in request.get("trailers") or [])
     if isinstance(response, dict):
         out.write(paint(f"    < {response.get('version', '')} {response.get('status', '')} "
                         f"{response.get('reason', '')}", "magenta") + "\n")
         out.writelines(f"    < {name}: {value}\n" for name, value in response.get("headers") or [])
         _print_body(response.get("body"), "    < ", options, paint, out)
+        out.writelines(f"    < {name}: {value} (trailer)\n"
+                       for name, value in response.get("trailers") or [])
     tunnel = record.get("tunnel")
     if isinstance(tunnel, dict):
         out.write(f"    tunnel {tunnel.get('host')}:{tunnel.get('port')}: "

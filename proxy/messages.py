@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["HttpError", "Target", "parse_absolute_target", "parse_authority",
-           "request_headers_upstream", "response_headers_downstream", "error_response_parts",
+           "request_headers_upstream", "response_headers_downstream", "trailers_onward",
+           "error_response_parts",
            "credentials_ok", "format_authority", "userinfo_span", "VIA", "via", "REASONS"]
 
 Headers = list[tuple[bytes, bytes]]
@@ -187,6 +188,13 @@ def response_headers_downstream(raw: list[tuple[bytes, bytes]], status: int,
     out = _strip_hop_by_hop(raw, _FRAMING if status < 200 or status == 204 else frozenset())
     out.append(via(received_version))
     return out
+
+
+def trailers_onward(raw: list[tuple[bytes, bytes]]) -> Headers:
+    """A chunked body's trailer fields as forwarded: the hop-by-hop ones (and any that a
+    trailing Connection names) stay here, and so do framing fields, which a trailer may
+    not carry (RFC 9110 §6.5.1) and which could mislead the next recipient's framing."""
+    return _strip_hop_by_hop(raw, _FRAMING)
 
 
 def error_response_parts(status: int, message: str, close: bool,

@@ -103,6 +103,25 @@ def curl(rp: RunningProxy, *args: str, env: dict[str, str] | None = None,
     return subprocess.run(cmd, capture_output=True, timeout=timeout + 5, env=env)
 
 
+def raw_exchange(rp: RunningProxy, request: bytes) -> bytes:
+    """Send ``request`` (bytes as they are) over one TLS connection; return all that comes back
+    until the proxy closes it."""
+    ctx = client_context(rp.certs.ca_pem)
+    with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(request)
+        data = b""
+        while True:
+            try:
+                chunk = tls.recv(65536)
+            except ssl.SSLEOFError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
 class FakeOrigin:
     """A TCP server that answers each connection with ``behaviour(conn)`` in a thread."""
 

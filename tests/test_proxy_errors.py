@@ -20,6 +20,7 @@ from proxy_helpers import (
     answering_origin,
     client_context,
     curl,
+    raw_exchange,
     read_log,
     read_request_head,
     running_proxy,
@@ -150,23 +151,6 @@ def test_oversized_request_header_431(certs: CertFiles, tmp_path: Path) -> None:
     assert "header block" in rec["error"]
 
 
-def _raw_request(rp: RunningProxy, request: bytes) -> bytes:
-    ctx = client_context(rp.certs.ca_pem)
-    with socket.create_connection(("127.0.0.1", rp.port), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-        tls.sendall(request)
-        data = b""
-        while True:
-            try:
-                chunk = tls.recv(65536)
-            except ssl.SSLEOFError:
-                break
-            if not chunk:
-                break
-            data += chunk
-    return data
-
-
 @pytest.mark.parametrize("target, why", [
     (b"/origin-form", b"origin-form request target"),
     (b"ftp://127.0.0.1/file", b"unsupported scheme 'ftp'"),
@@ -178,7 +162,7 @@ def _raw_request(rp: RunningProxy, request: bytes) -> bytes:
 ])
 def test_bad_request_targets_400(certs: CertFiles, tmp_path: Path, target: bytes, why: bytes) -> None:
     with running_proxy(certs, tmp_path) as rp:
-        answer = _raw_request(rp, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = raw_exchange(rp, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400 "), answer
         assert why in answer
         r = curl(rp, f"{rp.origin}/after")
@@ -191,7 +175,7 @@ def test_bad_request_targets_400(certs: CertFiles, tmp_path: Path, target: bytes
 
 def test_malformed_http_400(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
-        answer = _raw_request(rp, b"THIS IS NOT A REQUEST LINE\r\n\r\n")
+        answer = raw_exchange(rp, b"THIS IS NOT A REQUEST LINE\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400 "), answer
         # h11's complaint quotes the bytes, not the Python object that held them.
         assert b"malformed request: illegal request line: b'THIS IS NOT A REQUEST LINE'" in answer
@@ -203,10 +187,10 @@ def test_malformed_http_400(certs: CertFiles, tmp_path: Path) -> None:
 
 def test_user_info_in_a_url_is_refused_and_not_logged(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
-        answer = _raw_request(rp, f"GET http://alice:s3cret@127.0.0.1:{rp.origin_port}/x "
+        answer = raw_exchange(rp, f"GET http://alice:s3cret@127.0.0.1:{rp.origin_port}/x "
                                   "HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert answer.startswith(b"HTTP/1.1 400 ") and b"user info" in answer, answer
-        answer = _raw_request(rp, b"CONNECT bob:hunter2@127.0.0.1:443 HTTP/1.1\r\n"
+        answer = raw_exchange(rp, b"CONNECT bob:hunter2@127.0.0.1:443 HTTP/1.1\r\n"
                                   b"Host: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400 "), answer
         rp.stop()
@@ -291,7 +275,7 @@ def test_client_dying_mid_upload_or_sending_a_bad_body(certs: CertFiles, tmp_pat
                 ctx.wrap_socket(raw, server_hostname="localhost") as tls:
             tls.sendall(f"POST {rp.origin}/cut HTTP/1.1\r\nHost: x\r\n"
                         "Content-Length: 100000\r\n\r\n".encode() + b"x" * 1000)
-        answer = _raw_request(rp, f"POST {rp.origin}/badchunk HTTP/1.1\r\nHost: x\r\n"
+        answer = raw_exchange(rp, f"POST {rp.origin}/badchunk HTTP/1.1\r\nHost: x\r\n"
                                   "Transfer-Encoding: chunked\r\n\r\nZZZ\r\n".encode())
         assert answer.startswith(b"HTTP/1.1 400 ") and b"malformed request body" in answer
         assert curl(rp, f"{rp.origin}/after").returncode == 0
@@ -308,7 +292,7 @@ def test_a_refused_request_whose_body_then_turns_out_malformed(
     # dropped before the answer; that body's chunk framing is broken. The client still
     # gets the refusal, the exchange is logged, and nothing escapes as a traceback.
     with running_proxy(certs, tmp_path) as rp:
-        answer = _raw_request(rp, b"POST /relative HTTP/1.1\r\nHost: x\r\n"
+        answer = raw_exchange(rp, b"POST /relative HTTP/1.1\r\nHost: x\r\n"
                                   b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n-\r\n")
         assert answer.startswith(b"HTTP/1.1 400 "), answer
         assert b"origin-form request target" in answer, answer
@@ -458,7 +442,7 @@ def test_content_length_with_transfer_encoding_is_refused_and_closed(
     # Content-Length or reject, and close the connection either way.
     with running_proxy(certs, tmp_path) as rp:
         smuggled = f"GET {rp.origin}/smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
-        answer = _raw_request(rp, f"POST {rp.origin}/both HTTP/1.1\r\nHost: x\r\n"
+        answer = raw_exchange(rp, f"POST {rp.origin}/both HTTP/1.1\r\nHost: x\r\n"
                                   "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
                                   "0\r\n\r\n".encode() + smuggled.encode())
         head, _, body = answer.partition(b"\r\n\r\n")
@@ -482,7 +466,7 @@ def test_connection_naming_a_framing_header_does_not_strip_it(
     # bodiless head, then the body failed h11's check and the exchange died unanswered.
     name = framing.split(":")[0].lower()
     with running_proxy(certs, tmp_path) as rp:
-        answer = _raw_request(rp, f"POST {rp.origin}/echo HTTP/1.1\r\nHost: x\r\n"
+        answer = raw_exchange(rp, f"POST {rp.origin}/echo HTTP/1.1\r\nHost: x\r\n"
                                   f"Connection: close, {name}\r\n{framing}\r\n\r\n{body}".encode())
         records = rp.stop()
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nhello"), answer
@@ -550,9 +534,9 @@ def test_informational_responses_from_the_origin_are_forwarded(certs: CertFiles,
     try:
         with running_proxy(certs, tmp_path) as rp:
             url = f"http://127.0.0.1:{origin.port}/hints"
-            answer = _raw_request(rp, f"GET {url} HTTP/1.1\r\nHost: x\r\n"
+            answer = raw_exchange(rp, f"GET {url} HTTP/1.1\r\nHost: x\r\n"
                                       "Connection: close\r\n\r\n".encode())
-            old = _raw_request(rp, f"GET {url} HTTP/1.0\r\n\r\n".encode())
+            old = raw_exchange(rp, f"GET {url} HTTP/1.0\r\n\r\n".encode())
     finally:
         origin.close()
     hints, _, final = answer.partition(b"\r\n\r\n")
