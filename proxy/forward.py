@@ -370,7 +370,8 @@ class _Exchange:
         # h11 validates these headers again although they came out of its parser or
         # are ours; its private _parsed flag would skip that (~15 us), but a private
         # parameter could change under us in any h11 release.
-        upstream = h11.Request(method=req.method, target=target.path, headers=headers)
+        upstream = h11.Request(method=req.method, target=target.request_target(req.method),
+                               headers=headers)
         has_body = any(n in (b"content-length", b"transfer-encoding") and v != b"0"
                        for n, v in req.headers)
         if not has_body:

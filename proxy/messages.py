@@ -55,6 +55,13 @@ class Target:
     port: int
     authority: bytes   # the Host header the origin gets: rebuilt from the URI
     path: bytes        # origin-form: what the origin sees on its request line
+    # No path and no query in the URI (http://host): an OPTIONS request for it asks about
+    # the server as a whole, and goes to the origin as "OPTIONS *" (RFC 9112 §3.2.4).
+    server_wide: bool = False
+
+    def request_target(self, method: bytes) -> bytes:
+        """What the origin gets on its request line for ``method``."""
+        return b"*" if self.server_wide and method == b"OPTIONS" else self.path
 
 
 def parse_authority(authority: bytes, default_port: int | None) -> tuple[str, int]:
@@ -142,9 +149,10 @@ def parse_absolute_target(target: bytes) -> Target:
     authority, path = rest[:cut], rest[cut:]
     host, port = parse_authority(authority, 80)
     path = path.partition(b"#")[0]  # a fragment is never sent to a server
+    server_wide = not path
     if not path.startswith(b"/"):
         path = b"/" + path
-    return Target(host, port, authority, path)
+    return Target(host, port, authority, path, server_wide)
 
 
 # Never removed because Connection names them: h11 frames the forwarded body with them.

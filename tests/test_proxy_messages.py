@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,20 @@ def test_absolute_targets(target: bytes, host: str, port: int, authority: bytes,
                           path: bytes) -> None:
     t = parse_absolute_target(target)
     assert (t.host, t.port, t.authority, t.path) == (host, port, authority, path)
+
+
+@pytest.mark.parametrize("target, method, sent", [
+    (b"http://example.com", b"OPTIONS", b"*"),
+    (b"http://example.com:8080#frag", b"OPTIONS", b"*"),
+    (b"http://example.com/", b"OPTIONS", b"/"),
+    (b"http://example.com?q", b"OPTIONS", b"/?q"),
+    (b"http://example.com", b"GET", b"/"),
+])
+def test_server_wide_options_become_asterisk_form(target: bytes, method: bytes,
+                                                  sent: bytes) -> None:
+    # RFC 9112 §3.2.4: OPTIONS for a URI with an empty path and no query is forwarded
+    # to the origin as "OPTIONS *"; any other method, or a path of "/", asks about "/".
+    assert parse_absolute_target(target).request_target(method) == sent
 
 
 @pytest.mark.parametrize("target, why", [
@@ -141,7 +156,6 @@ def test_traffic_log_survives_a_full_disk(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_traffic_log_writes_json_lines_in_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import json
 
     from proxy.traffic_log import TrafficLog
     path = tmp_path / "t.jsonl"
@@ -154,7 +168,6 @@ def test_traffic_log_writes_json_lines_in_order(tmp_path) -> None:  # type: igno
 
 
 def test_traffic_log_record_reaches_the_file_without_a_close(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import json
     import time
 
     from proxy.traffic_log import TrafficLog
@@ -186,3 +199,17 @@ def test_long_targets_are_not_kept_in_the_parsed_target_cache(certs: CertFiles,
                     ).stdout == b"200"
     assert all(len(target) <= 2048 for target in forward._TARGETS)
     assert f"{rp.origin}/short".encode() in forward._TARGETS
+
+
+def test_options_for_a_whole_origin_reaches_it_as_asterisk(certs: CertFiles,
+                                                           tmp_path: Path) -> None:
+    from proxy_helpers import raw_exchange, running_proxy
+
+    with running_proxy(certs, tmp_path) as rp:
+        answer = raw_exchange(rp, f"OPTIONS {rp.origin} HTTP/1.1\r\nHost: x\r\n"
+                                  "Connection: close\r\n\r\n".encode())
+        records = rp.stop()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["path"] == "*"
+    (exchange,) = [r for r in records if r["type"] == "exchange"]
+    assert exchange["request"]["url"] == rp.origin  # the log keeps the URL as received
