@@ -21,15 +21,19 @@ from .bodystore import BodyStore
 from .config import ProxyConfig
 from .messages import (
     REASONS,
+    VIA,
     HttpError,
     Target,
     credentials_ok,
     error_response_parts,
+    max_forwards,
     parse_absolute_target,
     parse_authority,
     request_headers_upstream,
     response_headers_downstream,
+    trace_echo,
     trailers_onward,
+    with_max_forwards,
 )
 from .pool import OriginConnectError, OriginConnection, OriginConnectTimeout, OriginPool
 from .streams import Stream, TLSError, within
@@ -45,6 +49,8 @@ _TARGETS: dict[bytes, Target] = {}
 _CACHED_TARGET_MAX = 2048  # longer ones are parsed each time: the cache stays near 4 MiB
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 _BAD_HOST_BYTE = re.compile(rb"[\x00-\x20\x7f]")
+# Never echoed by TRACE, whatever --redact-header says: credentials and session cookies.
+_NOT_TRACED = frozenset({b"authorization", b"cookie"})
 # h11 quotes what it could not parse as the repr of its buffer: bytearray(b'GARBAGE').
 _BUFFER_REPR = re.compile(r"bytearray\((b(['\"]).*?\2)\)")
 
@@ -278,17 +284,29 @@ class ClientSession:
         if ex.method == b"HEAD":
             body = b""  # RFC 9110 §9.3.2: the header fields a GET would get, and no content
         ex.set_response(err.status, b"", headers)
+        try:
+            return self._send_whole_response(ex, err.status, headers, body, close)
+        except h11.LocalProtocolError:
+            raise _Abort(err.message) from None  # the response had started already
+
+    def _send_whole_response(self, ex: _Exchange, status: int, headers: list[tuple[bytes, bytes]],
+                             body: bytes, close: bool) -> bool:
+        """Send an answer of the proxy's own; True if the connection may stay open.
+
+        h11.LocalProtocolError if a response to this request had already started.
+        """
+        h = self.h
         ex.resp_tap.update(body)
         try:
-            out = h.send(h11.Response(status_code=err.status, headers=headers,
-                                      reason=REASONS.get(err.status, "").encode()))
+            out = h.send(h11.Response(status_code=status, headers=headers,
+                                      reason=REASONS.get(status, "").encode()))
             out = (out or b"") + (h.send(h11.Data(data=body)) or b"") \
                 + (h.send(h11.EndOfMessage()) or b"")
         except h11.LocalProtocolError:
             if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-                raise _Abort(err.message) from None  # the response had started already
+                raise
             # h11 refuses after some parse errors: write the answer by hand.
-            head = f"HTTP/1.1 {err.status} \r\n".encode() + b"".join(
+            head = f"HTTP/1.1 {status} \r\n".encode() + b"".join(
                 n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n"
             out = head + body
             close = True
@@ -363,10 +381,15 @@ class _Exchange:
             # Content-Length would read part of the body as another request.
             raise HttpError(400, "malformed request: both Content-Length and "
                                  "Transfer-Encoding (RFC 9112 section 6.3)")
+        hops_left = max_forwards(req.headers) if req.method in (b"OPTIONS", b"TRACE") else None
+        if hops_left == 0:
+            return await self._answer_as_last_hop(req)
         h = self.s.h
         expect_100 = h.they_are_waiting_for_100_continue
         headers = request_headers_upstream(req.headers.raw_items(), target, self.s.ctx.client_ip,
                                            cfg.x_forwarded_for, expect_100, req.http_version)
+        if hops_left is not None:
+            headers = with_max_forwards(headers, hops_left - 1)
         # h11 validates these headers again although they came out of its parser or
         # are ours; its private _parsed flag would skip that (~15 us), but a private
         # parameter could change under us in any h11 release.
@@ -415,6 +438,24 @@ class _Exchange:
                 raise
         self.record["timings"]["wait_ms"] = round((time.perf_counter() - t_sent) * 1000, 3)
         return await self._download(oc, resp)
+
+    async def _answer_as_last_hop(self, req: h11.Request) -> bool:
+        """OPTIONS or TRACE with Max-Forwards: 0 is not forwarded: the proxy answers as
+        the final recipient (RFC 9110 §7.6.2), OPTIONS with an empty 200, TRACE with the
+        request it received (§9.3.8)."""
+        await self._discard_request_body()
+        if req.method == b"TRACE":
+            body = trace_echo(req.method, req.target, req.http_version, req.headers.raw_items(),
+                              self.redact | _NOT_TRACED)
+            headers = [(b"Content-Type", b"message/http")]
+        else:
+            body, headers = b"", []
+        headers += [(b"Content-Length", b"%d" % len(body)), VIA]
+        close = self.s.h.their_state is not h11.DONE  # a body too long to read through
+        if close:
+            headers.append((b"Connection", b"close"))
+        self.set_response(200, b"OK", headers)
+        return self.s._send_whole_response(self, 200, headers, body, close)
 
     async def _acquire(self, host: str, port: int) -> tuple[OriginConnection, bool]:
         try:

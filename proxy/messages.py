@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 __all__ = ["HttpError", "Target", "parse_absolute_target", "parse_authority",
            "request_headers_upstream", "response_headers_downstream", "trailers_onward",
-           "error_response_parts",
+           "max_forwards", "with_max_forwards", "trace_echo", "error_response_parts",
            "credentials_ok", "format_authority", "userinfo_span", "VIA", "via", "REASONS"]
 
 Headers = list[tuple[bytes, bytes]]
@@ -32,7 +32,7 @@ def via(received_version: bytes) -> tuple[bytes, bytes]:
     return (b"Via", received_version + b" handshake-proxy") if received_version != b"1.1" else VIA
 
 REASONS = {
-    400: "Bad Request", 403: "Forbidden", 407: "Proxy Authentication Required",
+    200: "OK", 400: "Bad Request", 403: "Forbidden", 407: "Proxy Authentication Required",
     408: "Request Timeout", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
     503: "Service Unavailable", 504: "Gateway Timeout",
 }
@@ -196,6 +196,33 @@ def response_headers_downstream(raw: list[tuple[bytes, bytes]], status: int,
     out = _strip_hop_by_hop(raw, _FRAMING if status < 200 or status == 204 else frozenset())
     out.append(via(received_version))
     return out
+
+
+def max_forwards(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The Max-Forwards of a request (RFC 9110 §7.6.2), or None without one; h11's
+    lower-cased names. Two that disagree, or one that is not a number, is a 400."""
+    values = {value for name, value in headers if name == b"max-forwards"}
+    if not values:
+        return None
+    value = values.pop()
+    if values or not value.isdigit():
+        raise HttpError(400, "malformed Max-Forwards header (RFC 9110 section 7.6.2)")
+    return int(value)
+
+
+def with_max_forwards(headers: Headers, value: int) -> Headers:
+    """``headers`` with Max-Forwards set to ``value``, as the next hop gets it."""
+    return [(name, b"%d" % value) if name.lower() == b"max-forwards" else (name, v)
+            for name, v in headers]
+
+
+def trace_echo(method: bytes, target: bytes, version: bytes,
+               headers: Iterable[tuple[bytes, bytes]], leave_out: frozenset[bytes]) -> bytes:
+    """The content of a TRACE answer: the request as received, as ``message/http`` (RFC 9110
+    §9.3.8), less the fields in ``leave_out`` (credentials: it is an echo, not a leak)."""
+    lines = [method + b" " + target + b" HTTP/" + version]
+    lines += [name + b": " + value for name, value in headers if name.lower() not in leave_out]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 def trailers_onward(raw: list[tuple[bytes, bytes]]) -> Headers:

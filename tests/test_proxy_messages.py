@@ -14,10 +14,12 @@ from proxy.config import basic_credentials, parse_host_port
 from proxy.messages import (
     HttpError,
     credentials_ok,
+    max_forwards,
     parse_absolute_target,
     parse_authority,
     request_headers_upstream,
     response_headers_downstream,
+    trace_echo,
 )
 from proxy.traffic_log import BodyTap, header_pairs
 
@@ -213,3 +215,56 @@ def test_options_for_a_whole_origin_reaches_it_as_asterisk(certs: CertFiles,
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["path"] == "*"
     (exchange,) = [r for r in records if r["type"] == "exchange"]
     assert exchange["request"]["url"] == rp.origin  # the log keeps the URL as received
+
+
+@pytest.mark.parametrize("headers, hops", [
+    ([], None),
+    ([(b"max-forwards", b"0")], 0),
+    ([(b"max-forwards", b"12"), (b"max-forwards", b"12")], 12),
+])
+def test_max_forwards(headers: list[tuple[bytes, bytes]], hops: int | None) -> None:
+    assert max_forwards(headers) == hops
+
+
+@pytest.mark.parametrize("value", [[b"-1"], [b"1.5"], [b""], [b"0x1"], [b"1", b"2"]])
+def test_malformed_max_forwards_is_a_400(value: list[bytes]) -> None:
+    with pytest.raises(HttpError) as info:
+        max_forwards([(b"max-forwards", v) for v in value])
+    assert info.value.status == 400 and "Max-Forwards" in info.value.message
+
+
+def test_trace_echo_leaves_out_credentials() -> None:
+    echoed = trace_echo(b"TRACE", b"http://o/x", b"1.1",
+                        [(b"Host", b"o"), (b"Cookie", b"s=1"), (b"X-A", b"1")],
+                        frozenset({b"cookie"}))
+    assert echoed == b"TRACE http://o/x HTTP/1.1\r\nHost: o\r\nX-A: 1\r\n\r\n"
+
+
+def test_options_and_trace_with_max_forwards(certs: CertFiles, tmp_path: Path) -> None:
+    # RFC 9110 §7.6.2: Max-Forwards: 0 makes the proxy the final recipient, which answers
+    # itself; a larger value is forwarded one less. Other methods leave it alone.
+    from proxy_helpers import curl, running_proxy
+
+    with running_proxy(certs, tmp_path) as rp:
+        r = curl(rp, "-i", "-X", "OPTIONS", "-H", "Max-Forwards: 0", f"{rp.origin}/o")
+        head, _, body = r.stdout.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b""
+        assert b"Content-Length: 0" in head and b"Via: 1.1 handshake-proxy" in head
+        r = curl(rp, "-i", "-X", "TRACE", "-H", "Max-Forwards: 0", "-H", "Cookie: secret=1",
+                 "-H", "Authorization: Basic c2VjcmV0", f"{rp.origin}/t?q=1")
+        head, _, body = r.stdout.partition(b"\r\n\r\n")
+        assert b"Content-Type: message/http" in head
+        assert body.startswith(f"TRACE {rp.origin}/t?q=1 HTTP/1.1\r\n".encode())
+        assert b"Max-Forwards: 0\r\n" in body and b"secret" not in body
+        assert body.endswith(b"\r\n\r\n")
+        for method, sent, seen in (("OPTIONS", "3", "2"), ("TRACE", "1", "0"), ("GET", "0", "0")):
+            r = curl(rp, "-X", method, "-H", f"Max-Forwards: {sent}", f"{rp.origin}/{method}")
+            assert f"Max-Forwards: {seen}" in json.loads(r.stdout)["headers"], method
+        r = curl(rp, "-o", "/dev/null", "-w", "%{http_code}", "-X", "OPTIONS",
+                 "-H", "Max-Forwards: many", f"{rp.origin}/bad")
+        assert r.stdout == b"400"
+        assert rp.origin_connections() == 1  # the two answered by the proxy never got there
+        records = rp.stop()
+    answered = [r for r in records if r["type"] == "exchange"
+                and r["request"]["url"].endswith(("/o", "/t?q=1"))]
+    assert [(r["response"]["status"], r["error"]) for r in answered] == [(200, None)] * 2
