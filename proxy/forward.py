@@ -26,6 +26,7 @@ from .messages import (
     Target,
     credentials_ok,
     error_response_parts,
+    http_date,
     max_forwards,
     parse_absolute_target,
     parse_authority,
@@ -450,7 +451,7 @@ class _Exchange:
             headers = [(b"Content-Type", b"message/http")]
         else:
             body, headers = b"", []
-        headers += [(b"Content-Length", b"%d" % len(body)), VIA]
+        headers += [(b"Content-Length", b"%d" % len(body)), (b"Date", http_date()), VIA]
         close = self.s.h.their_state is not h11.DONE  # a body too long to read through
         if close:
             headers.append((b"Connection", b"close"))
@@ -667,7 +668,7 @@ class _Exchange:
         except OriginConnectTimeout as exc:
             raise HttpError(504, str(exc)) from None
         self.record["timings"]["origin_connect_ms"] = round((time.perf_counter() - t0) * 1000, 3)
-        headers = [(b"Via", b"1.1 handshake-proxy")]
+        headers = [(b"Date", http_date()), VIA]
         self.set_response(200, b"Connection established", headers)
         s.stream.write(s.h.send(h11.Response(status_code=200, headers=headers,
                                              reason=b"Connection established")) or b"")

@@ -5,13 +5,15 @@ No I/O here, so each rule is easy to test on its own.
 
 from __future__ import annotations
 
+import email.utils
 import hmac
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["HttpError", "Target", "parse_absolute_target", "parse_authority",
            "request_headers_upstream", "response_headers_downstream", "trailers_onward",
-           "max_forwards", "with_max_forwards", "trace_echo", "error_response_parts",
+           "max_forwards", "with_max_forwards", "trace_echo", "http_date", "error_response_parts",
            "credentials_ok", "format_authority", "userinfo_span", "VIA", "via", "REASONS"]
 
 Headers = list[tuple[bytes, bytes]]
@@ -188,12 +190,28 @@ def request_headers_upstream(raw: list[tuple[bytes, bytes]], target: Target, cli
     return out
 
 
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """Now as an HTTP-date (RFC 9110 §5.6.7), built once per second."""
+    global _date_cache
+    second = int(time.time())
+    if _date_cache[0] != second:
+        _date_cache = (second, email.utils.formatdate(second, usegmt=True).encode())
+    return _date_cache[1]
+
+
 def response_headers_downstream(raw: list[tuple[bytes, bytes]], status: int,
                                 received_version: bytes) -> Headers:
-    """What the client gets: no hop-by-hop headers, our Via. A 1xx or 204 never has a body,
-    and may not say how one is framed (RFC 9110 §8.6, RFC 9112 §6.1): an origin's
-    Content-Length or Transfer-Encoding there is dropped, not passed on to confuse a client."""
+    """What the client gets: no hop-by-hop headers, our Via, and a Date if the origin gave
+    none (RFC 9110 §6.6.1: a recipient with a clock adds one to what it forwards). A 1xx
+    or 204 never has a body, and may not say how one is framed (RFC 9110 §8.6, RFC 9112
+    §6.1): an origin's Content-Length or Transfer-Encoding there is dropped, not passed on
+    to confuse a client."""
     out = _strip_hop_by_hop(raw, _FRAMING if status < 200 or status == 204 else frozenset())
+    if status >= 200 and not any(name.lower() == b"date" for name, _ in out):
+        out.append((b"Date", http_date()))
     out.append(via(received_version))
     return out
 
@@ -239,6 +257,7 @@ def error_response_parts(status: int, message: str, close: bool,
     headers: Headers = [
         (b"Content-Type", b"text/plain; charset=utf-8"),
         (b"Content-Length", str(len(body)).encode()),
+        (b"Date", http_date()),
         VIA,
     ]
     headers += extra

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from proxy.config import basic_credentials, parse_host_port
 from proxy.messages import (
     HttpError,
     credentials_ok,
+    error_response_parts,
     max_forwards,
     parse_absolute_target,
     parse_authority,
@@ -22,6 +25,8 @@ from proxy.messages import (
     trace_echo,
 )
 from proxy.traffic_log import BodyTap, header_pairs
+
+DATE = b"Sun, 29 Nov 2026 10:00:00 GMT"
 
 
 @pytest.mark.parametrize("target, host, port, authority, path", [
@@ -82,9 +87,9 @@ def test_hop_by_hop_headers_removed_both_ways() -> None:
     assert up == [(b"Host", b"origin:8080"), (b"Content-Length", b"5"), (b"X-Kept", b"yes"),
                   (b"Via", b"1.1 handshake-proxy"), (b"X-Forwarded-For", b"10.1.2.3")]
     down = response_headers_downstream([(b"Connection", b"close"), (b"Proxy-Authenticate", b"x"),
-                                        (b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"')],
-                                       200, b"1.1")
-    assert down == [(b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"'),
+                                        (b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"'),
+                                        (b"Date", DATE)], 200, b"1.1")
+    assert down == [(b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"'), (b"Date", DATE),
                     (b"Via", b"1.1 handshake-proxy")]
 
 
@@ -94,18 +99,34 @@ def test_via_names_the_version_each_message_came_with() -> None:
     up = request_headers_upstream([], t, "10.1.2.3", x_forwarded_for=False, drop_expect=False,
                                   received_version=b"1.0")
     assert up == [(b"Host", b"origin"), (b"Via", b"1.0 handshake-proxy")]
-    down = response_headers_downstream([(b"Via", b"1.1 cache")], 200, b"1.0")
-    assert down == [(b"Via", b"1.1 cache"), (b"Via", b"1.0 handshake-proxy")]
+    down = response_headers_downstream([(b"Via", b"1.1 cache"), (b"Date", DATE)], 200, b"1.0")
+    assert down == [(b"Via", b"1.1 cache"), (b"Date", DATE), (b"Via", b"1.0 handshake-proxy")]
 
 
 def test_bodiless_statuses_lose_framing_headers() -> None:
     # RFC 9110 §8.6 and RFC 9112 §6.1: no Content-Length or Transfer-Encoding in a 1xx or 204.
-    framing = [(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked"), (b"X-Kept", b"1")]
+    framing = [(b"Content-Length", b"5"), (b"Transfer-Encoding", b"chunked"), (b"X-Kept", b"1"),
+               (b"Date", DATE)]
     for status in (103, 204):
         assert response_headers_downstream(framing, status, b"1.1") == [
-            (b"X-Kept", b"1"), (b"Via", b"1.1 handshake-proxy")]
+            (b"X-Kept", b"1"), (b"Date", DATE), (b"Via", b"1.1 handshake-proxy")]
     # A 304's Content-Length describes the representation, and stays.
     assert (b"Content-Length", b"5") in response_headers_downstream(framing, 304, b"1.1")
+
+
+def test_a_response_without_date_gets_one() -> None:
+    # RFC 9110 §6.6.1: a recipient with a clock adds a Date to a response it forwards
+    # without one (a final one: the origin may leave it out of a 1xx).
+    before = time.time()
+    (date,) = [v for n, v in response_headers_downstream([(b"X", b"1")], 200, b"1.1")
+               if n == b"Date"]
+    when = email.utils.parsedate_to_datetime(date.decode()).timestamp()
+    assert before - 1 <= when <= time.time()
+    assert date.endswith(b" GMT")
+    assert response_headers_downstream([(b"date", DATE)], 500, b"1.1").count((b"date", DATE)) == 1
+    assert [n for n, _ in response_headers_downstream([], 103, b"1.1")] == [b"Via"]
+    headers, _ = error_response_parts(502, "no origin", close=False)
+    assert [n for n, _ in headers].count(b"Date") == 1
 
 
 def test_basic_credentials() -> None:
