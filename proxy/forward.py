@@ -216,6 +216,9 @@ class ClientSession:
                 if status == 431:
                     raise HttpError(431, f"request header block larger than "
                                          f"{self.cfg.max_header_bytes} bytes") from None
+                if status == 501:
+                    # RFC 9112 §6.1: a transfer coding we do not know (h11 knows chunked).
+                    raise HttpError(501, f"not implemented: {_h11_problem(exc)}") from None
                 raise HttpError(400, f"malformed request: {_h11_problem(exc)}") from None
             if req is None:
                 return False

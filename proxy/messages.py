@@ -35,8 +35,8 @@ def via(received_version: bytes) -> tuple[bytes, bytes]:
 
 REASONS = {
     200: "OK", 400: "Bad Request", 403: "Forbidden", 407: "Proxy Authentication Required",
-    408: "Request Timeout", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
-    503: "Service Unavailable", 504: "Gateway Timeout",
+    408: "Request Timeout", 431: "Request Header Fields Too Large", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
 }
 
 

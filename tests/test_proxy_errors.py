@@ -185,6 +185,21 @@ def test_malformed_http_400(certs: CertFiles, tmp_path: Path) -> None:
     assert rec["response"]["status"] == 400
 
 
+def test_an_unknown_transfer_coding_is_501(certs: CertFiles, tmp_path: Path) -> None:
+    # RFC 9112 §6.1: a server that does not understand a request's transfer coding
+    # SHOULD answer 501; the body cannot be framed, so the connection closes.
+    with running_proxy(certs, tmp_path) as rp:
+        answer = raw_exchange(rp, f"POST {rp.origin}/gz HTTP/1.1\r\nHost: x\r\n"
+                                  "Transfer-Encoding: gzip, chunked\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 501 Not Implemented\r\n"), answer
+        assert b"Connection: close" in answer
+        assert b"not implemented: Only Transfer-Encoding: chunked is supported" in answer
+        records = rp.stop()
+    (rec,) = [r for r in records if r["type"] == "exchange"]
+    assert rec["response"]["status"] == 501
+    assert rp.origin_connections() == 0
+
+
 def test_user_info_in_a_url_is_refused_and_not_logged(certs: CertFiles, tmp_path: Path) -> None:
     with running_proxy(certs, tmp_path) as rp:
         answer = raw_exchange(rp, f"GET http://alice:s3cret@127.0.0.1:{rp.origin_port}/x "
