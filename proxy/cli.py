@@ -405,13 +405,17 @@ def _cmd_client(args: argparse.Namespace) -> int:
     from handshake import CertificateError, ProtocolError
 
     from .client import fetch
+    from .logview import os_reason
     body = args.data.encode() if args.data is not None else b""
     if args.data_file:
         try:
             with open(args.data_file, "rb") as f:
                 body = f.read()
         except OSError as exc:
-            return _fail(str(exc))
+            return _fail(f"--data-file {args.data_file}: {os_reason(exc)}")
+    problem = _file_problem(args.ca)
+    if problem is not None:
+        return _fail(f"--ca {args.ca}: {problem}")
     headers = []
     for h in args.header or []:
         name, sep, value = h.partition(":")
@@ -425,7 +429,11 @@ def _cmd_client(args: argparse.Namespace) -> int:
                      timeout=args.timeout, trace=trace)
     except CertificateError as exc:
         return _fail(f"the proxy's certificate was not accepted: {exc}")
-    except (ProtocolError, OSError, ValueError) as exc:
+    except OSError as exc:
+        if exc.filename is not None:  # the CA file, unreadable
+            return _fail(f"--ca {exc.filename}: {os_reason(exc)}")
+        return _fail(str(exc) or type(exc).__name__)
+    except (ProtocolError, ValueError) as exc:
         return _fail(str(exc) or type(exc).__name__)
     except Exception as exc:  # h11 errors: the proxy cut the response short
         return _fail(f"{type(exc).__name__}: {exc}")

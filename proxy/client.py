@@ -25,6 +25,7 @@ from handshake import (
     ProtocolError,
 )
 
+from .logview import os_reason
 from .messages import format_authority
 from .steps import ladder_row
 
@@ -86,11 +87,9 @@ def _connect(host: str, port: int, timeout: float) -> socket.socket:
     try:
         return socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        if isinstance(exc, TimeoutError):
-            reason = "timed out"
+        reason = "timed out" if isinstance(exc, TimeoutError) else os_reason(exc)
         raise ConnectionError(f"cannot connect to the proxy at {format_authority(host, port)}: "
-                              f"{reason[:1].lower()}{reason[1:]}") from None
+                              f"{reason}") from None
 
 
 class _Channel:
@@ -103,6 +102,7 @@ class _Channel:
         self.emit = emit
         self.pending: list[bytes] = []
         self.eof = False
+        self.first_bytes = b""  # of the proxy's answer: they tell a plain-HTTP server
 
     def _flush(self) -> None:
         out = self.conn.data_to_send()
@@ -121,13 +121,24 @@ class _Channel:
     def handshake(self) -> None:
         self._handle(self.conn.start_handshake())
         self._flush()
-        while not self.conn.handshake_complete:
-            if self.eof:
-                raise ConnectionError("the proxy closed the connection during the handshake")
-            self._pump()
+        try:
+            while not self.conn.handshake_complete:
+                if self.eof:
+                    raise ConnectionError("the proxy closed the connection during the handshake")
+                self._pump()
+        except ProtocolError:
+            if self.first_bytes.startswith(b"HTTP/"):
+                # A common mistake, which TLS alone would call "unknown record content type 72".
+                status_line = self.first_bytes.split(b"\r\n")[0].decode("latin-1")
+                raise ConnectionError(f"the proxy answered in plain HTTP, not TLS "
+                                      f"({status_line!r}): is it a proxy for http:// "
+                                      f"rather than https://, or not a proxy?") from None
+            raise
 
     def _pump(self) -> None:
         data = self.sock.recv(256 * 1024)
+        if not self.first_bytes:
+            self.first_bytes = data[:200]
         try:
             self._handle(self.conn.receive_data(data))
         finally:

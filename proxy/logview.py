@@ -56,7 +56,7 @@ ProblemHandler = Callable[[int, str], None]
 # --- reading ---------------------------------------------------------------------------------
 
 def os_reason(exc: OSError) -> str:
-    """An OSError in the few words the log commands print after a file's name."""
+    """An OSError in the few words the commands print after a file's name or an address."""
     if isinstance(exc, FileNotFoundError):
         return "no such file"
     if isinstance(exc, IsADirectoryError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import ssl
 import subprocess
@@ -175,3 +176,40 @@ def test_client_names_a_url_it_cannot_send(certs: CertFiles) -> None:
         assert r.returncode == 2, r
         assert r.stderr.startswith(f"handshake-proxy: error: the URL {url!r} "), r.stderr
         assert expected in r.stderr, r.stderr
+
+
+def test_client_names_a_ca_file_it_cannot_read(certs: CertFiles, tmp_path: Path) -> None:
+    unreadable = tmp_path / "unreadable.pem"
+    unreadable.write_bytes(certs.ca_pem.read_bytes())
+    unreadable.chmod(0)
+    not_pem = tmp_path / "ca.txt"
+    not_pem.write_text("not a certificate\n")
+    cases = [(tmp_path / "missing.pem", "no such file"), (tmp_path, "it is a directory"),
+             (not_pem, "no PEM certificate could be read")]
+    if os.geteuid() != 0:  # root reads any file
+        cases.append((unreadable, "permission denied"))
+    for ca, expected in cases:
+        r = cli("client", "http://127.0.0.1:9/", "--proxy", "https://127.0.0.1:1", "--ca", str(ca))
+        assert r.returncode == 2, r
+        (line,) = r.stderr.splitlines()
+        assert line.startswith("handshake-proxy: error: ") and str(ca) in line, line
+        assert expected in line, line
+    r = cli("client", "http://127.0.0.1:9/", "--proxy", "https://127.0.0.1:1",
+            "--ca", str(certs.ca_pem), "--data-file", str(tmp_path / "nothing"))
+    assert r.stderr.strip() == (f"handshake-proxy: error: --data-file {tmp_path / 'nothing'}: "
+                                "no such file")
+
+
+def test_client_says_when_the_proxy_speaks_plain_http(certs: CertFiles) -> None:
+    # Pointed at an HTTP server (the origin itself, or an http:// proxy), TLS alone can
+    # only say "unknown record content type 72", the 'H' of "HTTP/1.1 400".
+    origin = BackgroundOrigin()
+    try:
+        r = cli("client", "http://127.0.0.1:9/", "--proxy", f"https://127.0.0.1:{origin.port}",
+                "--ca", str(certs.ca_pem))
+    finally:
+        origin.close()
+    assert r.returncode == 2, r
+    assert r.stderr.strip() == (
+        "handshake-proxy: error: the proxy answered in plain HTTP, not TLS ('HTTP/1.1 400 "
+        "Bad Request'): is it a proxy for http:// rather than https://, or not a proxy?")
