@@ -31,6 +31,7 @@ from .messages import (
     parse_absolute_target,
     parse_authority,
     request_headers_upstream,
+    response_bytes,
     response_headers_downstream,
     trace_echo,
     trailers_onward,
@@ -310,9 +311,7 @@ class ClientSession:
             if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
                 raise
             # h11 refuses after some parse errors: write the answer by hand.
-            head = f"HTTP/1.1 {status} \r\n".encode() + b"".join(
-                n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n"
-            out = head + body
+            out = response_bytes(status, headers, body)
             close = True
         try:
             self.stream.write(out)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 __all__ = ["HttpError", "Target", "parse_absolute_target", "parse_authority",
            "request_headers_upstream", "response_headers_downstream", "trailers_onward",
            "max_forwards", "with_max_forwards", "trace_echo", "http_date", "error_response_parts",
+           "response_bytes",
            "credentials_ok", "format_authority", "userinfo_span", "VIA", "via", "REASONS"]
 
 Headers = list[tuple[bytes, bytes]]
@@ -264,6 +265,14 @@ def error_response_parts(status: int, message: str, close: bool,
     if close:
         headers.append((b"Connection", b"close"))
     return headers, body
+
+
+def response_bytes(status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """A whole HTTP/1.1 response written by hand, for where h11 cannot be asked to."""
+    reason = REASONS.get(status, "").encode()
+    return (b"HTTP/1.1 %d %s\r\n" % (status, reason)
+            + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+            + b"\r\n" + body)
 
 
 def credentials_ok(value: bytes | None, accepted: frozenset[bytes]) -> bool:

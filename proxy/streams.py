@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 import time
 import weakref
@@ -26,10 +27,15 @@ from handshake import (
     ServerConnection,
 )
 
+from .messages import error_response_parts, response_bytes
+
 __all__ = ["Stream", "PlainStream", "TLSStream", "within", "HandshakeFailed", "TLSError"]
 
 READ_SIZE = 256 * 1024
 T = TypeVar("T")
+# A request line where a TLS record should start. No TLS content type is an ASCII
+# letter (they are 20-24), so this never mistakes a real client for an HTTP one.
+_PLAIN_HTTP_REQUEST = re.compile(rb"[A-Z]{3,16} [\x21-\x7e]")
 
 
 class _Watchdog:
@@ -186,10 +192,14 @@ class TLSStream:
 
     async def handshake(self) -> HandshakeComplete:
         """Run the server side of the handshake; the caller bounds it with a timeout."""
+        first = True
         while self.session is None:
             if self._eof:
                 raise HandshakeFailed("client closed the connection during the handshake")
             data = await self.reader.read(READ_SIZE)
+            if first and _PLAIN_HTTP_REQUEST.match(data):
+                self._refuse_plain_http(data)
+            first = False
             try:
                 self._feed(data)
             except ProtocolError as exc:
@@ -198,6 +208,18 @@ class TLSStream:
                 raise HandshakeFailed("client closed the connection during the handshake")
             await self.writer.drain()
         return self.session
+
+    def _refuse_plain_http(self, data: bytes) -> None:
+        """Answer an HTTP client that skipped TLS in its own terms: a TLS alert would reach
+        it as garbage (curl: "Received HTTP/0.9 when not allowed")."""
+        headers, body = error_response_parts(
+            400, "this port speaks TLS, and a plain HTTP request came: give the proxy as "
+                 "https://HOST:PORT, not http:// (curl: --proxy https://HOST:PORT "
+                 "--proxy-cacert CA.pem)", close=True)
+        self.writer.write(response_bytes(400, headers, body))
+        request_line = data.split(b"\r\n", 1)[0][:200].decode("latin-1")
+        raise HandshakeFailed(f"plain HTTP request on the TLS port ({request_line!r}); "
+                              "answered 400")
 
     async def read(self) -> bytes:
         if self._out:

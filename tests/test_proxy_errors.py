@@ -185,6 +185,28 @@ def test_malformed_http_400(certs: CertFiles, tmp_path: Path) -> None:
     assert rec["response"]["status"] == 400
 
 
+def test_plain_http_on_the_tls_port_gets_an_http_answer(certs: CertFiles, tmp_path: Path) -> None:
+    # curl --proxy http://... speaks HTTP where TLS is expected. A TLS alert reached it as
+    # garbage ("Received HTTP/0.9 when not allowed"); an HTTP 400 says what to change.
+    with running_proxy(certs, tmp_path) as rp:
+        r = subprocess.run(["curl", "-sS", "-i", "--max-time", "10", "--proxy",
+                            f"http://127.0.0.1:{rp.port}", f"{rp.origin}/plain"],
+                           capture_output=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        head, _, body = r.stdout.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert b"Connection: close" in head
+        assert b"this port speaks TLS" in body and b"https://HOST:PORT" in body
+        # A TLS client is not affected.
+        assert curl(rp, "-o", "/dev/null", "-w", "%{http_code}", f"{rp.origin}/tls").stdout \
+            == b"200"
+        records = rp.stop()
+    failed = [r for r in records if r["type"] == "connection" and r["error"]]
+    assert [r["error"] for r in failed] == [
+        f"handshake failed: plain HTTP request on the TLS port ('GET {rp.origin}/plain "
+        "HTTP/1.1'); answered 400"]
+
+
 def test_an_unknown_transfer_coding_is_501(certs: CertFiles, tmp_path: Path) -> None:
     # RFC 9112 §6.1: a server that does not understand a request's transfer coding
     # SHOULD answer 501; the body cannot be framed, so the connection closes.
