@@ -178,6 +178,13 @@ def _strip_hop_by_hop(raw: list[tuple[bytes, bytes]], also: frozenset[bytes] = f
             if (low := n.lower()) not in HOP_BY_HOP and low not in named and low not in also]
 
 
+def _accepts_trailers(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's TE lists "trailers" (RFC 9110 §10.1.4)."""
+    return any(name.lower() == b"te"
+               and b"trailers" in (t.split(b";")[0].strip().lower() for t in value.split(b","))
+               for name, value in headers)
+
+
 def request_headers_upstream(raw: list[tuple[bytes, bytes]], target: Target, client_ip: str,
                              x_forwarded_for: bool, drop_expect: bool,
                              received_version: bytes) -> Headers:
@@ -185,6 +192,11 @@ def request_headers_upstream(raw: list[tuple[bytes, bytes]], target: Target, cli
     also = frozenset({b"host", b"expect"}) if drop_expect else frozenset({b"host"})
     out = [(b"Host", target.authority)]
     out += _strip_hop_by_hop(raw, also)
+    if received_version == b"1.1" and _accepts_trailers(raw):
+        # TE is hop-by-hop, but the proxy passes trailers on to this client, so it can say
+        # the same to the origin for its own hop (which some send trailers only after);
+        # RFC 9110 §10.1.4 has a sender of TE name it in Connection too.
+        out += [(b"TE", b"trailers"), (b"Connection", b"TE")]
     out.append(via(received_version))
     if x_forwarded_for:
         out.append((b"X-Forwarded-For", client_ip.encode()))

@@ -84,13 +84,31 @@ def test_hop_by_hop_headers_removed_both_ways() -> None:
     t = parse_absolute_target(b"http://origin:8080/p")
     up = request_headers_upstream(raw, t, "10.1.2.3", x_forwarded_for=True, drop_expect=True,
                                   received_version=b"1.1")
+    # The client's TE, hop-by-hop, is said again for the proxy's own hop (see below).
     assert up == [(b"Host", b"origin:8080"), (b"Content-Length", b"5"), (b"X-Kept", b"yes"),
+                  (b"TE", b"trailers"), (b"Connection", b"TE"),
                   (b"Via", b"1.1 handshake-proxy"), (b"X-Forwarded-For", b"10.1.2.3")]
     down = response_headers_downstream([(b"Connection", b"close"), (b"Proxy-Authenticate", b"x"),
                                         (b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"'),
                                         (b"Date", DATE)], 200, b"1.1")
     assert down == [(b"Transfer-Encoding", b"chunked"), (b"ETag", b'"1"'), (b"Date", DATE),
                     (b"Via", b"1.1 handshake-proxy")]
+
+
+@pytest.mark.parametrize("te, version, passed_on", [
+    (b"trailers", b"1.1", True),
+    (b"gzip;q=0.5, Trailers", b"1.1", True),
+    (b"gzip", b"1.1", False),
+    (b"trailers", b"1.0", False),  # the proxy cannot hand trailers back to this client
+])
+def test_te_trailers_is_said_again_for_the_origin_hop(te: bytes, version: bytes,
+                                                      passed_on: bool) -> None:
+    t = parse_absolute_target(b"http://origin/")
+    up = request_headers_upstream([(b"TE", te), (b"Connection", b"TE")], t, "10.1.2.3",
+                                  x_forwarded_for=False, drop_expect=False,
+                                  received_version=version)
+    sent = [(b"TE", b"trailers"), (b"Connection", b"TE")] if passed_on else []
+    assert up == [(b"Host", b"origin"), *sent, (b"Via", version + b" handshake-proxy")]
 
 
 def test_via_names_the_version_each_message_came_with() -> None:

@@ -54,7 +54,7 @@ def test_request_trailers_reach_the_origin(certs: CertFiles, tmp_path: Path) -> 
         with running_proxy(certs, tmp_path) as rp:
             answer = raw_exchange(rp, f"POST http://127.0.0.1:{origin.port}/up HTTP/1.1\r\n"
                                       "Host: x\r\nTransfer-Encoding: chunked\r\n"
-                                      "Connection: close\r\n\r\n".encode()
+                                      "TE: trailers\r\nConnection: close, TE\r\n\r\n".encode()
                                   + CHUNKED_WITH_TRAILERS)
             assert answer.startswith(b"HTTP/1.1 200 ")
             records = rp.stop()
@@ -63,6 +63,7 @@ def test_request_trailers_reach_the_origin(certs: CertFiles, tmp_path: Path) -> 
     (upstream,) = received
     head, _, body = upstream.partition(b"\r\n\r\n")
     assert b"transfer-encoding: chunked" in head.lower()
+    assert b"\r\nTE: trailers\r\nConnection: TE\r\n" in head  # the client's TE: trailers
     # The trailer section of the forwarded body: X-Checksum, and neither the hop-by-hop
     # Keep-Alive nor a Content-Length that a trailer may not carry.
     assert body == b"5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n"
