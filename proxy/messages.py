@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 __all__ = ["HttpError", "Target", "parse_absolute_target", "parse_authority",
            "request_headers_upstream", "response_headers_downstream", "trailers_onward",
-           "max_forwards", "with_max_forwards", "trace_echo", "http_date", "error_response_parts",
-           "response_bytes",
-           "credentials_ok", "format_authority", "userinfo_span", "VIA", "via", "REASONS"]
+           "max_forwards", "with_max_forwards", "trace_echo", "http_date",
+           "error_response_parts", "response_bytes", "credentials_ok", "format_authority",
+           "userinfo_span", "VIA", "via", "REASONS"]
 
 Headers = list[tuple[bytes, bytes]]
 
