@@ -23,7 +23,6 @@ from ._crypto import (
     encrypt_pre_master_secret,
     load_der_certificate,
     rsa_public_key,
-    verify_server_chain,
 )
 from ._errors import CertificateError, LocalProtocolError, RemoteProtocolError
 from ._events import ClientFinished, ClientHello, Event, ServerFinished, ServerHello
@@ -177,8 +176,7 @@ class ClientConnection(Connection):
             raise CertificateError("server certificate's key usage does not allow "
                                    "keyEncipherment, which RSA key transport needs", "invalid",
                                    AlertDescription.unsupported_certificate)
-        reason, message = verify_server_chain(self._chain, self.config.trust_anchors,
-                                              self.config.server_name)
+        reason, message = self.config._verifier.verify(self._chain)
         if reason != "ok":
             raise CertificateError(f"certificate verify failed: {message}", reason,
                                    _CERTIFICATE_ALERTS[reason])

@@ -99,6 +99,7 @@ class ClientConfig:
     alpn_protocols: Sequence[str] = ("http/1.1",)
     extended_master_secret: bool = True
     keylog: KeyLogSink | None = None
+    _verifier: _crypto.ServerVerifier = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.trust_anchors:
@@ -107,6 +108,11 @@ class ClientConfig:
             raise ValueError("server_name is required to verify the certificate")
         object.__setattr__(self, "cipher_suites", _check_suites(self.cipher_suites))
         object.__setattr__(self, "alpn_protocols", _check_alpn(self.alpn_protocols))
+        try:
+            verifier = _crypto.ServerVerifier(self.trust_anchors, self.server_name)
+        except ValueError as exc:
+            raise ValueError(f"server_name {self.server_name!r}: {exc}") from None
+        object.__setattr__(self, "_verifier", verifier)
 
     @property
     def server_name_is_ip(self) -> bool:

@@ -8,7 +8,6 @@ with less call overhead).
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import hmac
 import ipaddress
@@ -52,7 +51,7 @@ __all__ = [
     "rsa_public_key",
     "HASHES",
     "PrfKey",
-    "verify_server_chain",
+    "ServerVerifier",
 ]
 
 
@@ -245,42 +244,46 @@ def decrypt_pre_master_secret(key: rsa.RSAPrivateKey, encrypted: bytes,
 
 # --- certificate verification (client side) --------------------------------
 
-def _extension_policies() -> tuple[ExtensionPolicy, ExtensionPolicy]:
-    # trustme (and many private CAs) mark SAN and EKU critical; the web PKI
-    # policy forbids that, OpenSSL and curl accept it. Accept either
-    # criticality; everything else stays the web-PKI default.
-    ee = (ExtensionPolicy.webpki_defaults_ee()
-          .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None)
-          .require_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None))
-    return ExtensionPolicy.webpki_defaults_ca(), ee
+class ServerVerifier:
+    """Verifies a server's chain (leaf first) and name against a client's trust anchors.
 
-
-def verify_server_chain(chain: Sequence[x509.Certificate], trust_anchors: Sequence[x509.Certificate],
-                        server_name: str, now: datetime.datetime | None = None) -> tuple[str, str]:
-    """Verify chain (leaf first) and name; return ("ok", "") or (reason, message).
-
-    reason is one of "untrusted", "expired", "hostname", "invalid".
+    Built once per client configuration: the trust store, the extension policies and
+    the expected name do not change between handshakes, only the time of each check.
     """
-    ca_policy, ee_policy = _extension_policies()
-    builder = PolicyBuilder().store(Store(list(trust_anchors))).extension_policies(
-        ca_policy=ca_policy, ee_policy=ee_policy)
-    if now is not None:
-        builder = builder.time(now)
-    try:
-        subject: DNSName | IPAddress = IPAddress(ipaddress.ip_address(server_name))
-    except ValueError:
-        subject = DNSName(server_name)
-    try:
-        builder.build_server_verifier(subject).verify(chain[0], list(chain[1:]))
-    except VerificationError as exc:
-        text = str(exc)
-        if "subjectAltName" in text:
-            return "hostname", f"certificate does not match {server_name!r}"
-        if "not valid at validation time" in text:
-            return "expired", "certificate has expired or is not yet valid"
-        if "candidates exhausted" in text:
-            return "untrusted", "certificate is not signed by a trusted CA"
-        return "invalid", f"certificate rejected: {text}"
-    except ValueError as exc:
-        return "invalid", f"certificate rejected: {exc}"
-    return "ok", ""
+
+    __slots__ = ("_builder", "_subject", "_server_name")
+
+    def __init__(self, trust_anchors: Sequence[x509.Certificate], server_name: str) -> None:
+        # trustme (and many private CAs) mark SAN and EKU critical; the web PKI
+        # policy forbids that, OpenSSL and curl accept it. Accept either
+        # criticality; everything else stays the web-PKI default.
+        ee_policy = (ExtensionPolicy.webpki_defaults_ee()
+                     .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None)
+                     .require_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None))
+        self._builder = PolicyBuilder().store(Store(list(trust_anchors))).extension_policies(
+            ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy)
+        self._subject: DNSName | IPAddress
+        try:
+            self._subject = IPAddress(ipaddress.ip_address(server_name))
+        except ValueError:
+            self._subject = DNSName(server_name)
+        self._server_name = server_name
+
+    def verify(self, chain: Sequence[x509.Certificate]) -> tuple[str, str]:
+        """("ok", "") or (reason, message), as of now; reason is "untrusted", "expired",
+        "hostname" or "invalid"."""
+        try:
+            # Without a time of its own, the builder takes the time of this call.
+            self._builder.build_server_verifier(self._subject).verify(chain[0], list(chain[1:]))
+        except VerificationError as exc:
+            text = str(exc)
+            if "subjectAltName" in text:
+                return "hostname", f"certificate does not match {self._server_name!r}"
+            if "not valid at validation time" in text:
+                return "expired", "certificate has expired or is not yet valid"
+            if "candidates exhausted" in text:
+                return "untrusted", "certificate is not signed by a trusted CA"
+            return "invalid", f"certificate rejected: {text}"
+        except ValueError as exc:
+            return "invalid", f"certificate rejected: {exc}"
+        return "ok", ""

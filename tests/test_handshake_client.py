@@ -13,6 +13,7 @@ import datetime
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -244,6 +245,25 @@ def test_refuses_an_expired_certificate(certs: CertFiles, tmp_path: Path) -> Non
     error = refused(client_config, server_config, AlertDescription.certificate_unknown)
     assert error.reason == "expired"
     says(error, "expired", "not valid after", "validity")
+
+
+def test_one_client_config_checks_validity_at_each_handshake(tmp_path: Path) -> None:
+    # The config builds its verifier once; the time it checks against is each handshake's.
+    soon = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) \
+        + datetime.timedelta(seconds=3)
+    brief = make_cert_files(tmp_path / "brief", "localhost", not_after=soon)
+    server_config = ServerConfig.from_pem_files(brief.chain_pem, brief.key_pem)
+    client_config = ClientConfig.from_ca_file(brief.ca_pem, "localhost")
+    MemoryPair.connected(client_config, server_config)
+    time.sleep(max(0.0, (soon - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+               + 1.1)
+    error = refused(client_config, server_config, AlertDescription.certificate_unknown)
+    assert error.reason == "expired"
+
+
+def test_a_server_name_that_is_not_an_a_label_is_refused_at_once(certs: CertFiles) -> None:
+    with pytest.raises(ValueError, match="server_name 'b\u00fccher.example': .*A-label"):
+        ClientConfig.from_ca_file(certs.ca_pem, "b\u00fccher.example")
 
 
 @pytest.mark.parametrize("server_name", ["example.com", "127.0.0.2", "localhost.evil"])
