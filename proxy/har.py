@@ -250,6 +250,8 @@ def entry(record: Record, bodies_dir: str | None = None) -> dict[str, Any] | Non
     post = _post_data(request, bodies_dir)
     if post is not None:
         har_request["postData"] = post
+    if request.get("trailers"):
+        har_request["_trailers"] = _pairs(request["trailers"])
     if isinstance(response, dict):
         resp_headers = response.get("headers") or []
         har_response: dict[str, Any] = {
@@ -263,6 +265,8 @@ def entry(record: Record, bodies_dir: str | None = None) -> dict[str, Any] | Non
             "headersSize": -1,
             "bodySize": int((response.get("body") or {}).get("size") or 0),
         }
+        if response.get("trailers"):
+            har_response["_trailers"] = _pairs(response["trailers"])
     else:
         # No response (origin timed out, client went away): what browsers write, status 0.
         har_response = {"status": 0, "statusText": "", "httpVersion": "", "cookies": [],

@@ -12,6 +12,7 @@ import h11
 import pytest
 from conftest import CertFiles
 from proxy_helpers import FakeOrigin, answering_origin, raw_exchange, running_proxy
+from test_har import export, validate
 
 from proxy import logcli
 
@@ -98,3 +99,10 @@ def test_response_trailers_reach_an_http_11_client(certs: CertFiles, tmp_path: P
     shown = capsys.readouterr().out
     assert "    < X-Checksum: abc (trailer)" in shown
     assert shown.index("[body, 5 B") < shown.index("X-Checksum: abc (trailer)")
+
+    # HAR has no field for trailers: they come as a custom one, and the file still validates.
+    document = export(tmp_path, records)
+    validate(document)
+    (har_entry,) = document["log"]["entries"]
+    assert har_entry["response"]["_trailers"][0] == {"name": "X-Checksum", "value": "abc"}
+    assert "_trailers" not in har_entry["request"]
