@@ -309,6 +309,10 @@ class TrafficLog:
     # How long the writer lets records gather before it writes them (a record
     # reaches the file at most this much later than its exchange ends).
     GATHER_SECONDS = 0.05
+    # Records waiting for a file that takes them more slowly than the proxy makes them (a
+    # slow disk, a pipe whose reader stalls): past this many, new ones are dropped and
+    # counted, rather than held in memory without bound.
+    MAX_WAITING = 100_000
 
     def __init__(self, path: str | None, keep_in_memory: bool = False) -> None:
         self.path = path
@@ -320,6 +324,7 @@ class TrafficLog:
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
         self.failures = 0
+        self.dropped = 0  # records refused because MAX_WAITING were waiting
         if self._file is not None:
             self._thread = threading.Thread(target=self._run, name="traffic-log", daemon=True)
             self._thread.start()
@@ -328,6 +333,13 @@ class TrafficLog:
         if self.records is not None:
             self.records.append(record)
         if self._thread is not None:
+            if self._queue.qsize() >= self.MAX_WAITING:
+                self.dropped += 1
+                if self.dropped == 1:
+                    print(f"handshake-proxy: traffic log {self.path}: {self.MAX_WAITING} records "
+                          "are waiting for the file to take them; new ones are being dropped",
+                          file=sys.stderr, flush=True)
+                return
             self._queue.put(record)
 
     def _run(self) -> None:
@@ -370,6 +382,9 @@ class TrafficLog:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+            if self.dropped:
+                print(f"handshake-proxy: traffic log {self.path}: {self.dropped} records were "
+                      "dropped because the file did not keep up", file=sys.stderr, flush=True)
         if self._file is not None:
             with contextlib.suppress(OSError):  # reported by the thread already
                 self._file.close()

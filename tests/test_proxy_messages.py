@@ -196,6 +196,44 @@ def test_traffic_log_survives_a_full_disk(capsys: pytest.CaptureFixture[str]) ->
     assert "records are being dropped" in capsys.readouterr().err
 
 
+def test_traffic_log_drops_records_rather_than_hold_them_all_when_the_file_lags(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pipe whose reader stalls (--traffic-log into a FIFO read by another tool) takes
+    # records more slowly than the proxy makes them. The waiting records are capped; the
+    # ones past the cap are counted and reported, and the rest still arrive whole.
+    import os
+    import threading
+
+    from proxy.traffic_log import TrafficLog
+    monkeypatch.setattr(TrafficLog, "MAX_WAITING", 50)
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open, but not reading yet
+    log = TrafficLog(str(fifo))
+    padding = "x" * 4000  # the pipe holds 64 KiB: a few records fill it
+    for seq in range(400):
+        log.write({"type": "exchange", "seq": seq, "padding": padding})
+    assert log.dropped > 0
+    received = bytearray()
+
+    def drain() -> None:
+        os.set_blocking(reader, True)
+        while chunk := os.read(reader, 1 << 16):
+            received.extend(chunk)
+
+    draining = threading.Thread(target=drain)
+    draining.start()
+    log.close()
+    draining.join(10)
+    os.close(reader)
+    seqs = [json.loads(line)["seq"] for line in received.decode().splitlines()]
+    assert len(seqs) == 400 - log.dropped and seqs == sorted(seqs)
+    err = capsys.readouterr().err
+    assert "50 records are waiting for the file to take them; new ones are being dropped" in err
+    assert f"{log.dropped} records were dropped because the file did not keep up" in err
+
+
 def test_traffic_log_writes_json_lines_in_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
     from proxy.traffic_log import TrafficLog
