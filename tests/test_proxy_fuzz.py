@@ -71,6 +71,13 @@ def test_mutated_requests(certs: CertFiles, tmp_path: Path,
             "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
             f"HEAD http://{origin}/head HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n",
             f"CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n",
+            f"TRACE http://{origin}/trace HTTP/1.1\r\nHost: {origin}\r\nMax-Forwards: 0\r\n"
+            "Cookie: a=1\r\nConnection: close\r\n\r\n",
+            f"OPTIONS http://{origin} HTTP/1.1\r\nHost: {origin}\r\nMax-Forwards: 1\r\n"
+            "Connection: close\r\n\r\n",
+            f"POST http://{origin}/trailers HTTP/1.1\r\nHost: {origin}\r\nTE: trailers\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close, TE\r\n\r\n"
+            "5\r\nhello\r\n0\r\nX-Sum: 1\r\nKeep-Alive: 1\r\n\r\n",
         ]
         answered = 0
         for _ in range(CASES):
