@@ -31,8 +31,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                     "sizes, duration, cipher suite.")
     show.add_argument("file", help="traffic log (JSON Lines)")
     _add_filters(show)
-    show.add_argument("--full", action="store_true",
+    view = show.add_mutually_exclusive_group()
+    view.add_argument("--full", action="store_true",
                       help="also print headers and body previews (full bodies when stored)")
+    view.add_argument("--json", action="store_true",
+                      help="print the matching records themselves, as JSON Lines (for jq and "
+                           "scripts; with --handshakes, their connections' records too)")
     show.add_argument("--handshakes", action="store_true",
                       help="draw each connection's handshake as the seed's ladder")
     show.add_argument("--bodies", metavar="DIR",
@@ -109,7 +113,7 @@ def _show(args: argparse.Namespace) -> int:
     else:
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     options = logview.ShowOptions(full=args.full, handshakes=args.handshakes, color=color,
-                                  bodies_dir=args.bodies)
+                                  bodies_dir=args.bodies, as_json=args.json)
     try:
         return _piped(lambda: logview.show(args.file, flt, options, follow=args.follow))
     except KeyboardInterrupt:  # how --follow ends

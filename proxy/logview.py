@@ -446,6 +446,7 @@ class ShowOptions:
     handshakes: bool = False
     color: bool = False
     bodies_dir: str | None = None
+    as_json: bool = False  # the records themselves, one JSON object per line
 
 
 def body_file(body: Record, bodies_dir: str | None) -> Path | None:
@@ -630,6 +631,19 @@ def format_handshake(record: Record, color: bool = False) -> list[str]:
 _MAX_PENDING_LADDERS = 10_000  # follow mode on a long log: never an unbounded dict
 
 
+_as_json_line = json.JSONEncoder(ensure_ascii=False).encode  # as the proxy wrote it
+
+
+def _connection_text(record: Record, options: ShowOptions) -> str:
+    if options.as_json:
+        return _as_json_line(record)
+    return "\n".join(format_handshake(record, options.color))
+
+
+def _exchange_text(record: Record, options: ShowOptions) -> str:
+    return _as_json_line(record) if options.as_json else format_exchange(record, options.color)
+
+
 def render(records: Iterable[Record], flt: Filter, options: ShowOptions, out: TextIO) -> int:
     """Write `log show` output for these records; returns how many exchanges were shown."""
     # With a host/method/status filter a connection's ladder is held back and
@@ -646,12 +660,12 @@ def render(records: Iterable[Record], flt: Filter, options: ShowOptions, out: Te
                 if len(pending) > _MAX_PENDING_LADDERS:
                     pending.popitem(last=False)
             else:
-                out.write("\n".join(format_handshake(record, options.color)) + "\n")
+                out.write(_connection_text(record, options) + "\n")
         elif kind == "exchange" and flt.matches(record):
             ladder = pending.pop(str(record.get("conn")), None)
             if ladder is not None:
-                out.write("\n".join(format_handshake(ladder, options.color)) + "\n")
-            out.write(format_exchange(record, options.color) + "\n")
+                out.write(_connection_text(ladder, options) + "\n")
+            out.write(_exchange_text(record, options) + "\n")
             if options.full:
                 format_full(record, options, out)
             shown += 1

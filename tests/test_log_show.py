@@ -229,6 +229,28 @@ def test_handshake_ladder_only_for_connections_with_matching_exchanges(
     assert "connection c000002" in out and "connection c000001" not in out
 
 
+def test_json_prints_the_matching_records_themselves(capsys: pytest.CaptureFixture[str],
+                                                     log: Path) -> None:
+    stored = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    exchanges = [r for r in stored if r["type"] == "exchange"]
+    printed = [json.loads(line) for line in shown(capsys, log, "--json")]
+    assert printed == exchanges  # whole, as written, filters aside
+    printed = [json.loads(line) for line in shown(capsys, log, "--json", "--status", "404")]
+    assert [r["response"]["status"] for r in printed] == [404]
+    # With --handshakes, each shown exchange's connection record comes first, once.
+    printed = [json.loads(line) for line in shown(capsys, log, "--json", "--handshakes",
+                                                  "--status", "404")]
+    assert [(r["type"], r["conn"]) for r in printed] == [("connection", "c000002"),
+                                                         ("exchange", "c000002")]
+
+
+def test_json_and_full_do_not_go_together(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_log("show", str(log), "--json", "--full")
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_failed_handshake_is_drawn_with_its_error(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     path = write_log(tmp_path / "t.jsonl", [connection("c000009", failed=True)])
