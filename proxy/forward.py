@@ -368,6 +368,10 @@ class _Exchange:
                                 [(b"Proxy-Authenticate", b'Basic realm="handshake-proxy"')])
         if req.method == b"CONNECT":
             return await self._tunnel(req)
+        if req.method == b"OPTIONS" and req.target == b"*":
+            # Asterisk-form asks about the server it is sent to, here the proxy itself
+            # (RFC 9112 §3.2.4): a valid request with an answer, not a malformed target.
+            return await self._answer_as_last_hop(req)
         target = _TARGETS.get(req.target)
         if target is None:
             target = parse_absolute_target(req.target)  # raises HttpError if malformed
@@ -443,9 +447,9 @@ class _Exchange:
         return await self._download(oc, resp)
 
     async def _answer_as_last_hop(self, req: h11.Request) -> bool:
-        """OPTIONS or TRACE with Max-Forwards: 0 is not forwarded: the proxy answers as
-        the final recipient (RFC 9110 §7.6.2), OPTIONS with an empty 200, TRACE with the
-        request it received (§9.3.8)."""
+        """The proxy answers as the final recipient: OPTIONS or TRACE with Max-Forwards: 0
+        (RFC 9110 §7.6.2), or OPTIONS *. OPTIONS gets an empty 200, TRACE the request it
+        received (§9.3.8)."""
         await self._discard_request_body()
         if req.method == b"TRACE":
             body = trace_echo(req.method, req.target, req.http_version, req.headers.raw_items(),

@@ -294,6 +294,22 @@ def test_options_for_a_whole_origin_reaches_it_as_asterisk(certs: CertFiles,
     assert exchange["request"]["url"] == rp.origin  # the log keeps the URL as received
 
 
+def test_options_asterisk_is_answered_by_the_proxy(certs: CertFiles, tmp_path: Path) -> None:
+    # "OPTIONS * HTTP/1.1" asks about the server it is sent to: the proxy answers it, and
+    # the connection carries on (it used to be a 400 "malformed request target").
+    from proxy_helpers import raw_exchange, running_proxy
+
+    with running_proxy(certs, tmp_path) as rp:
+        answer = raw_exchange(rp, b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"
+                                  + f"GET {rp.origin}/next HTTP/1.1\r\nHost: x\r\n"
+                                    "Connection: close\r\n\r\n".encode())
+        records = rp.stop()
+    first, _, rest = answer.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n") and b"Content-Length: 0" in first
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and b'"path": "/next"' in rest
+    assert [r["response"]["status"] for r in records if r["type"] == "exchange"] == [200, 200]
+
+
 @pytest.mark.parametrize("headers, hops", [
     ([], None),
     ([(b"max-forwards", b"0")], 0),
