@@ -5,11 +5,11 @@ Routes:
   /echo                  → the request body back (up to 64 MiB)
   /bytes/N               → N bytes of a fixed pattern, Content-Length framed
   /chunked/N             → the same, Transfer-Encoding: chunked
-  /slow/N?seconds=S      → N pattern bytes spread over S seconds
-  /status/CODE           → an empty response with that status
+  /slow/N?seconds=S      → N pattern bytes spread over S seconds (0 to 3600)
+  /status/CODE           → an empty response with that status (200 to 599)
 
 A malformed request gets h11's 4xx or 501 with the reason as its body, and the
-connection closes.
+connection closes; a route given a value it cannot use gets a 400 naming it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import socket
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
@@ -27,7 +28,9 @@ import h11
 __all__ = ["Origin", "pattern", "pattern_sha256"]
 
 _BLOCK = bytes(range(256)) * 256   # 64 KiB: whole pattern periods, so blocks concatenate
+_PIECE = len(_BLOCK) - 256  # at most this much is sent at once: any phase fits in _BLOCK
 ECHO_LIMIT = 64 * 1024 * 1024
+MAX_SLOW_SECONDS = 3600.0
 
 
 def _reason(status: int) -> bytes:
@@ -158,31 +161,54 @@ class Origin:
                                   reason=_reason(ev.status_code))
             writer.write(conn.send(ev) or b"")
 
+        def refuse(why: str) -> None:
+            text = f"400 Bad Request: {why}\n".encode()
+            send(h11.Response(status_code=400, headers=[
+                (b"Content-Type", b"text/plain; charset=utf-8"),
+                (b"Content-Length", str(len(text)).encode())]))
+            send(h11.Data(data=text))
+            send(h11.EndOfMessage())
+
         if parts[0] in ("bytes", "chunked", "slow") and len(parts) > 1 and parts[1].isdigit():
             n = int(parts[1])
+            seconds = 0.0
+            if parts[0] == "slow":
+                given = parse_qs(url.query).get("seconds", ["0"])[0]
+                try:
+                    seconds = float(given)
+                except ValueError:
+                    seconds = math.nan
+                if not 0.0 <= seconds <= MAX_SLOW_SECONDS:  # NaN fails this too
+                    refuse(f"seconds={given!r}: give a number from 0 to {MAX_SLOW_SECONDS:g}")
+                    await writer.drain()
+                    return
             headers = [(b"Content-Type", b"application/octet-stream")]
             if parts[0] != "chunked":
                 headers.append((b"Content-Length", str(n).encode()))
             send(h11.Response(status_code=200, headers=headers))
-            seconds = float(parse_qs(url.query).get("seconds", ["0"])[0]) \
-                if parts[0] == "slow" else 0.0
-            # Fast path: whole 64 KiB blocks stay in phase with the pattern.
-            step = len(_BLOCK) if not seconds else max(1, n // 20)
-            whole = pattern(n) if seconds else b""
+            # Slowly: in 20 steps. The pattern repeats every 256 bytes, so any piece of it
+            # is a slice of _BLOCK, and no body is ever built whole.
+            step = _PIECE if not seconds else max(1, min(n // 20, _PIECE))
             sent = 0
             while sent < n:
                 part = min(n - sent, step)
-                send(h11.Data(data=whole[sent:sent + part] if seconds else _BLOCK[:part]))
+                phase = sent % 256
+                send(h11.Data(data=_BLOCK[phase:phase + part]))
                 sent += part
                 await writer.drain()
                 if seconds:
-                    await asyncio.sleep(seconds / 20)
+                    await asyncio.sleep(seconds * part / n)
             send(h11.EndOfMessage())
             await writer.drain()
             return
-        if parts[0] == "status" and len(parts) > 1 and parts[1].isdigit():
-            send(h11.Response(status_code=int(parts[1]), headers=[(b"Content-Length", b"0")]))
-            send(h11.EndOfMessage())
+        if parts[0] == "status" and len(parts) > 1:
+            code = int(parts[1]) if parts[1].isdigit() and len(parts[1]) == 3 else 0
+            if 200 <= code <= 599:
+                send(h11.Response(status_code=code, headers=[(b"Content-Length", b"0")]))
+                send(h11.EndOfMessage())
+            else:
+                # A 1xx is not a final answer, and h11 sends no other code.
+                refuse(f"/status/{parts[1]}: give a status from 200 to 599")
             await writer.drain()
             return
         if keep_body:

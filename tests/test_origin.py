@@ -1,4 +1,5 @@
-"""The echo origin (`handshake-proxy origin`) answers a malformed request with its 4xx and why."""
+"""The echo origin (`handshake-proxy origin`): a malformed request or a route value it cannot use
+gets its 4xx and why; the routes send what they promise."""
 
 from __future__ import annotations
 
@@ -50,3 +51,42 @@ def test_a_malformed_request_gets_its_status_and_why(origin: BackgroundOrigin,
     assert why in answer.partition(b"\r\n\r\n")[2], answer
     assert ask(origin, b"GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").startswith(
         b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize(("path", "why"), [
+    ("/status/199", b"/status/199: give a status from 200 to 599"),
+    ("/status/0", b"give a status from 200 to 599"),
+    ("/status/1000", b"give a status from 200 to 599"),
+    ("/status/abc", b"give a status from 200 to 599"),
+    ("/slow/10?seconds=abc", b"seconds='abc': give a number from 0 to 3600"),
+    ("/slow/10?seconds=-1", b"give a number from 0 to 3600"),
+    ("/slow/10?seconds=nan", b"give a number from 0 to 3600"),
+    ("/slow/10?seconds=1e9", b"give a number from 0 to 3600"),
+])
+def test_a_route_value_it_cannot_use_is_a_400_naming_it(origin: BackgroundOrigin, path: str,
+                                                        why: bytes) -> None:
+    # These used to end the connection without an answer (h11 refused the status, float()
+    # raised), or, for /status/abc, to echo as if no status had been asked for.
+    answer = ask(origin, f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+    assert why in answer.partition(b"\r\n\r\n")[2], answer
+
+
+@pytest.mark.parametrize("code", [200, 204, 404, 599])
+def test_status_route(origin: BackgroundOrigin, code: int) -> None:
+    answer = ask(origin, f"GET /status/{code} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                 .encode())
+    assert answer.startswith(f"HTTP/1.1 {code} ".encode()), answer
+
+
+def test_slow_sends_the_pattern_over_the_time_asked(origin: BackgroundOrigin) -> None:
+    # 200,000 bytes in pieces no larger than the pattern block, at any phase, over 0.5 s.
+    import time
+
+    from proxy.origin import pattern
+    start = time.monotonic()
+    answer = ask(origin, b"GET /slow/200000?seconds=0.5 HTTP/1.1\r\nHost: a\r\n"
+                         b"Connection: close\r\n\r\n")
+    took = time.monotonic() - start
+    assert answer.partition(b"\r\n\r\n")[2] == pattern(200000)
+    assert took >= 0.45, took  # it did wait (how long beyond is the machine's business)
