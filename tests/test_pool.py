@@ -91,8 +91,9 @@ def test_idle_connections_are_capped_in_all(monkeypatch: pytest.MonkeyPatch) -> 
             oc, reused = await pool.acquire("127.0.0.1", origins.ports[-1])
             assert reused
             oc.close()
-            _, reused = await pool.acquire("127.0.0.1", origins.ports[0])
+            oc, reused = await pool.acquire("127.0.0.1", origins.ports[0])
             assert not reused
+            oc.close()
         finally:
             pool.close()
             origins.close()
