@@ -19,9 +19,9 @@ from ._crypto import (
     Certificate,
     RSAPublicKey,
     allows_key_encipherment,
-    certificate_summary,
     encrypt_pre_master_secret,
     load_der_certificate,
+    load_der_leaf,
     rsa_public_key,
 )
 from ._errors import CertificateError, LocalProtocolError, RemoteProtocolError
@@ -163,8 +163,9 @@ class ClientConnection(Connection):
             raise RemoteProtocolError("server sent no certificate",
                                       AlertDescription.handshake_failure)
         try:
-            self._chain = [load_der_certificate(der) for der in chain_der]
-            public_key = rsa_public_key(self._chain[0])
+            leaf, leaf_summary = load_der_leaf(chain_der[0])
+            self._chain = [leaf, *(load_der_certificate(der) for der in chain_der[1:])]
+            public_key = rsa_public_key(leaf)
         except ValueError as exc:
             raise CertificateError(f"server certificate cannot be parsed: {exc}", "invalid",
                                    AlertDescription.bad_certificate) from None
@@ -180,7 +181,7 @@ class ClientConnection(Connection):
         if reason != "ok":
             raise CertificateError(f"certificate verify failed: {message}", reason,
                                    _CERTIFICATE_ALERTS[reason])
-        self._leaf_summary = certificate_summary(self._chain[0])
+        self._leaf_summary = leaf_summary
         self._server_key = public_key
 
     def _on_server_hello_done(self, body: bytes, events: list[Event]) -> None:

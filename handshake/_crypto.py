@@ -46,6 +46,7 @@ __all__ = [
     "decrypt_pre_master_secret",
     "encrypt_pre_master_secret",
     "load_der_certificate",
+    "load_der_leaf",
     "load_pem_chain",
     "load_pem_rsa_private_key",
     "rsa_public_key",
@@ -87,16 +88,28 @@ def load_pem_rsa_private_key(path: str | os.PathLike[str]) -> rsa.RSAPrivateKey:
 
 def load_der_certificate(der: bytes) -> x509.Certificate:
     """Parse a certificate a peer sent, as far as the handshake will read it (else ValueError)."""
+    return _load_der(der)[0]
+
+
+def load_der_leaf(der: bytes) -> tuple[x509.Certificate, tuple[str, str, int, bytes]]:
+    """``load_der_certificate`` for the server's leaf, with its ``certificate_summary`` made
+    from the names that parsing already read and the DER as it came (not formatted and
+    encoded a second time: this runs on every handshake)."""
+    cert, subject, issuer = _load_der(der)
+    return cert, (subject, issuer, _rsa_bits(cert), hashlib.sha256(der).digest())
+
+
+def _load_der(der: bytes) -> tuple[x509.Certificate, str, str]:
     try:
         cert = x509.load_der_x509_certificate(der)
     except (ValueError, x509.InvalidVersion) as exc:
         raise ValueError(str(exc)) from None
-    _read_lazy_parts(cert)
-    return cert
+    return (cert, *_read_lazy_parts(cert))
 
 
-def _read_lazy_parts(cert: x509.Certificate) -> None:
-    """Parse now what cryptography parses at first use: the names and the extensions.
+def _read_lazy_parts(cert: x509.Certificate) -> tuple[str, str]:
+    """Parse now what cryptography parses at first use: the names and the extensions;
+    return the subject and the issuer (RFC 4514).
 
     A flaw there would otherwise raise in the middle of a handshake, and not
     always as a ValueError: by flaw, cryptography raises ValueError, TypeError,
@@ -104,13 +117,13 @@ def _read_lazy_parts(cert: x509.Certificate) -> None:
     UnsupportedGeneralNameType. Here every one is a ValueError.
     """
     try:
-        cert.subject.rfc4514_string()
-        cert.issuer.rfc4514_string()
+        names = cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
         cert.extensions  # noqa: B018 (parsed on first access)
     except (ValueError, TypeError, KeyError, x509.DuplicateExtension,
             x509.UnsupportedGeneralNameType) as exc:
         raise ValueError(str(exc) if isinstance(exc, ValueError)
                          else f"{type(exc).__name__}: {exc}") from None
+    return names
 
 
 def rsa_public_key(cert: x509.Certificate) -> rsa.RSAPublicKey | None:
@@ -157,10 +170,13 @@ def allows_key_encipherment(cert: x509.Certificate) -> bool:
 
 def certificate_summary(cert: x509.Certificate) -> tuple[str, str, int, bytes]:
     """Subject, issuer (RFC 4514), public key bits and SHA-256 fingerprint of a certificate."""
-    public = cert.public_key()
-    bits = public.key_size if isinstance(public, rsa.RSAPublicKey) else 0
-    return (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), bits,
+    return (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), _rsa_bits(cert),
             hashlib.sha256(certificate_der(cert)).digest())
+
+
+def _rsa_bits(cert: x509.Certificate) -> int:
+    key = rsa_public_key(cert)
+    return key.key_size if key is not None else 0
 
 
 # --- PRF (RFC 5246 §5) -----------------------------------------------------

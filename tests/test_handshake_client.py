@@ -31,7 +31,7 @@ from conftest import (
     make_leaf_with_key_usage,
 )
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from handshake import (
     AlertDescription,
@@ -360,6 +360,13 @@ def test_chain_through_an_intermediate_and_names(intermediate_certs: CertFiles,
     hello = next(e for e in pair.client_events if isinstance(e, ServerHello))
     assert hello.certificate_verified
     assert hello.certificate_chain_length == 2
+    # The client describes the leaf as the server does (it reads it from the DER it got).
+    served = next(e for e in pair.server_events if isinstance(e, ServerHello))
+    leaf = x509.load_pem_x509_certificates(intermediate_certs.chain_pem.read_bytes())[0]
+    assert (hello.certificate_subject, hello.certificate_issuer, hello.certificate_key_bits,
+            hello.certificate_sha256) == (
+        served.certificate_subject, served.certificate_issuer, served.certificate_key_bits,
+        leaf.fingerprint(hashes.SHA256()))
 
 
 @pytest.mark.parametrize("server_name", ["example.com", "a.b.example.com", "::2"])
