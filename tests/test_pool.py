@@ -5,6 +5,8 @@ their origin again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import h11
 import pytest
@@ -70,21 +72,38 @@ async def settle(origins: KeepAliveOrigins, expected: int) -> None:
     assert origins.open_connections == expected
 
 
+@contextlib.asynccontextmanager
+async def origins_and_pool(count: int, max_idle_per_origin: int, idle_timeout: float
+                           ) -> AsyncIterator[tuple[KeepAliveOrigins, OriginPool]]:
+    origins = KeepAliveOrigins()
+    await origins.start(count)
+    pool = OriginPool(max_idle_per_origin, idle_timeout, connect_timeout=5)
+    try:
+        yield origins, pool
+    finally:
+        pool.close()
+        origins.close()
+
+
+async def use_once(pool: OriginPool, port: int) -> tuple[OriginConnection, bool]:
+    """Take a connection to ``port`` from the pool, make one exchange, give it back."""
+    oc, reused = await pool.acquire("127.0.0.1", port)
+    await exchange(oc)
+    pool.release(oc)
+    return oc, reused
+
+
 def test_idle_connections_are_capped_in_all(monkeypatch: pytest.MonkeyPatch) -> None:
     # Each origin may keep --pool-size idle connections, but a client naming many origins
     # must not pin a socket for each: past the total cap the longest idle one is closed.
     monkeypatch.setattr(pool_module, "MAX_IDLE_TOTAL", 20)
 
     async def run() -> None:
-        origins = KeepAliveOrigins()
-        await origins.start(50)
-        pool = OriginPool(max_idle_per_origin=100, idle_timeout=60, connect_timeout=5)
-        try:
+        async with origins_and_pool(50, max_idle_per_origin=100,
+                                    idle_timeout=60) as (origins, pool):
             for port in origins.ports:
-                oc, reused = await pool.acquire("127.0.0.1", port)
+                _, reused = await use_once(pool, port)
                 assert not reused
-                await exchange(oc)
-                pool.release(oc)
             assert pool.idle_count == 20
             await settle(origins, 20)
             # The 20 kept are the most recent; the first origin's went first.
@@ -94,9 +113,6 @@ def test_idle_connections_are_capped_in_all(monkeypatch: pytest.MonkeyPatch) -> 
             oc, reused = await pool.acquire("127.0.0.1", origins.ports[0])
             assert not reused
             oc.close()
-        finally:
-            pool.close()
-            origins.close()
 
     asyncio.run(run())
 
@@ -108,14 +124,10 @@ def test_stale_idle_connections_are_closed_while_the_pool_is_used(
     monkeypatch.setattr(pool_module, "SWEEP_INTERVAL", 0.0)
 
     async def run() -> None:
-        origins = KeepAliveOrigins()
-        await origins.start(4)
-        pool = OriginPool(max_idle_per_origin=10, idle_timeout=0.3, connect_timeout=5)
-        try:
+        async with origins_and_pool(4, max_idle_per_origin=10,
+                                    idle_timeout=0.3) as (origins, pool):
             for port in origins.ports[:3]:
-                oc, _ = await pool.acquire("127.0.0.1", port)
-                await exchange(oc)
-                pool.release(oc)
+                await use_once(pool, port)
             await settle(origins, 3)
             await asyncio.sleep(0.4)
             oc, _ = await pool.acquire("127.0.0.1", origins.ports[3])  # another origin
@@ -124,9 +136,6 @@ def test_stale_idle_connections_are_closed_while_the_pool_is_used(
             await exchange(oc)
             pool.release(oc)
             assert pool.idle_count == 1
-        finally:
-            pool.close()
-            origins.close()
 
     asyncio.run(run())
 
@@ -135,21 +144,14 @@ def test_a_connection_its_origin_closed_is_swept(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(pool_module, "SWEEP_INTERVAL", 0.0)
 
     async def run() -> None:
-        origins = KeepAliveOrigins()
-        await origins.start(2)
-        pool = OriginPool(max_idle_per_origin=10, idle_timeout=60, connect_timeout=5)
-        try:
-            oc, _ = await pool.acquire("127.0.0.1", origins.ports[0])
-            await exchange(oc)
-            pool.release(oc)
+        async with origins_and_pool(2, max_idle_per_origin=10,
+                                    idle_timeout=60) as (origins, pool):
+            oc, _ = await use_once(pool, origins.ports[0])
             origins.hang_up()
             await settle(origins, 0)
             await asyncio.sleep(0.05)  # the FIN reaches the pool's socket
             other, _ = await pool.acquire("127.0.0.1", origins.ports[1])
             assert pool.idle_count == 0 and oc.writer.transport.is_closing()
             other.close()
-        finally:
-            pool.close()
-            origins.close()
 
     asyncio.run(run())
