@@ -286,8 +286,6 @@ class ClientSession:
         # If the request body was not read, the connection cannot be reused.
         close = h.their_state is not h11.DONE or err.status in (400, 408, 431)
         headers, body = error_response_parts(err.status, err.message, close, err.extra_headers)
-        if ex.method == b"HEAD":
-            body = b""  # RFC 9110 §9.3.2: the header fields a GET would get, and no content
         ex.set_response(err.status, b"", headers)
         try:
             return self._send_whole_response(ex, err.status, headers, body, close)
@@ -301,6 +299,8 @@ class ClientSession:
         h11.LocalProtocolError if a response to this request had already started.
         """
         h = self.h
+        if ex.method == b"HEAD":
+            body = b""  # RFC 9110 §9.3.2: the header fields a GET would get, and no content
         ex.resp_tap.update(body)
         try:
             out = h.send(h11.Response(status_code=status, headers=headers,
